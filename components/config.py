@@ -1,0 +1,305 @@
+"""The stack's settings: one typed model, parsed once, validated before any resource exists.
+
+Defaults live in Pulumi.yaml (the CLI applies them; the test harness does the same), so the model
+declares types and rules only. `load_settings()` reads `pulumi.Config`; `parse_settings()` takes a
+plain mapping and is what the tests call. Every fault is reported at once, each naming its key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROJECT = "container-cloud"
+ROLES = ("etcd", "control-plane", "worker", "registry", "rancher")
+CORE_ROLES = ("etcd", "control-plane")
+TEAM_ROLES = ("view", "edit", "admin")
+SECRET_KEYS = ("sshPrivateKey", "registryDatabasePassword", "registryRedisPassword")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_K8S_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_V_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+class ConfigError(pulumi.RunError):
+    """Raised with every configuration fault, one per line, before any resource is registered."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n  " + "\n  ".join(problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class HostSsh(_Model):
+    user: Optional[str] = None
+    port: Optional[int] = None
+    host_key: Optional[str] = Field(default=None, alias="hostKey")
+
+
+class Host(_Model):
+    name: str
+    address: str
+    zone: str
+    roles: list[str]
+    ssh: HostSsh = HostSsh()
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+class Quota(_Model):
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    pods: Optional[int] = None
+
+
+class Team(_Model):
+    name: str
+    namespaces: list[str]
+    role: str = "view"
+    cluster_read: bool = Field(default=False, alias="clusterRead")
+    quota: Optional[Quota] = None
+    cert_validity_hours: Optional[int] = Field(default=None, alias="certValidityHours")
+
+
+class FirewallRule(_Model):
+    hosts: list[str]
+    port: int | str
+    protocol: Literal["tcp", "udp"] = "tcp"
+    sources: list[str]
+    purpose: str
+
+
+class Settings(_Model):
+    """Every `container-cloud:<key>` of Pulumi.yaml. Field aliases are the config keys."""
+
+    zones: dict[str, str]
+    hosts: list[Host]
+    allow_control_plane_in_dmz: bool = Field(alias="allowControlPlaneInDmz")
+    ssh_user: str = Field(alias="sshUser")
+    ssh_port: int = Field(alias="sshPort")
+    ssh_bastion: str = Field(alias="sshBastion")
+    ssh_bastion_user: str = Field(alias="sshBastionUser")
+    ssh_bastion_port: int = Field(alias="sshBastionPort")
+    ssh_allowed_from: list[str] = Field(alias="sshAllowedFrom")
+    kubernetes_version: str = Field(alias="kubernetesVersion")
+    service_cidr: str = Field(alias="serviceCidr")
+    pod_cidr: str = Field(alias="podCidr")
+    cluster_domain: str = Field(alias="clusterDomain")
+    flannel_vxlan_port: int = Field(alias="flannelVxlanPort")
+    node_port_range: str = Field(alias="nodePortRange")
+    api_server_port: int = Field(alias="apiServerPort")
+    api_load_balancer_name: str = Field(alias="apiLoadBalancerName")
+    api_load_balancer_address: str = Field(alias="apiLoadBalancerAddress")
+    key_algorithm: str = Field(alias="keyAlgorithm")
+    rsa_bits: int = Field(alias="rsaBits")
+    ecdsa_curve: str = Field(alias="ecdsaCurve")
+    ca_validity_hours: int = Field(alias="caValidityHours")
+    cert_validity_hours: int = Field(alias="certValidityHours")
+    cert_early_renewal_hours: int = Field(alias="certEarlyRenewalHours")
+    registry_mode: str = Field(alias="registryMode")
+    registry_version: str = Field(alias="registryVersion")
+    registry_hostname_setting: str = Field(alias="registryHostname")
+    registry_load_balancer_address: str = Field(alias="registryLoadBalancerAddress")
+    registry_data_path: str = Field(alias="registryDataPath")
+    registry_shared_storage: str = Field(alias="registrySharedStorage")
+    registry_database_address: str = Field(alias="registryDatabaseAddress")
+    registry_redis_address: str = Field(alias="registryRedisAddress")
+    rancher_mode: str = Field(alias="rancherMode")
+    rancher_version: str = Field(alias="rancherVersion")
+    rancher_hostname_setting: str = Field(alias="rancherHostname")
+    rancher_replicas: int = Field(alias="rancherReplicas")
+    teams: list[Team]
+    firewall_extra_rules: list[FirewallRule] = Field(alias="firewallExtraRules")
+    public_ports: list[int] = Field(alias="publicPorts")
+    artifacts_mirror_url: str = Field(alias="artifactsMirrorUrl")
+    artifacts_directory: str = Field(alias="artifactsDirectory")
+
+    # --- derived views --------------------------------------------------------
+    def hosts_with(self, role: str) -> list[Host]:
+        return [h for h in self.hosts if h.has(role)]
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    @property
+    def etcd_hosts(self) -> list[Host]:
+        return self.hosts_with("etcd")
+
+    @property
+    def control_plane_hosts(self) -> list[Host]:
+        return self.hosts_with("control-plane")
+
+    @property
+    def worker_hosts(self) -> list[Host]:
+        return self.hosts_with("worker")
+
+    @property
+    def registry_hosts(self) -> list[Host]:
+        return self.hosts_with("registry")
+
+    @property
+    def rancher_hosts(self) -> list[Host]:
+        return self.hosts_with("rancher")
+
+    @property
+    def api_host(self) -> str:
+        """What clients put in their kubeconfig: the load balancer, else the first control-plane host."""
+        if self.api_load_balancer_name:
+            return self.api_load_balancer_name
+        if self.api_load_balancer_address:
+            return self.api_load_balancer_address
+        return self.control_plane_hosts[0].address
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"https://{self.api_host}:{self.api_server_port}"
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        return str(ipaddress.ip_network(self.service_cidr)[1])
+
+    @property
+    def cluster_dns_ip(self) -> str:
+        return str(ipaddress.ip_network(self.service_cidr)[10])
+
+    @property
+    def registry_hostname(self) -> str:
+        return self.registry_hostname_setting or self.registry_hosts[0].name
+
+    @property
+    def rancher_hostname(self) -> str:
+        return self.rancher_hostname_setting or self.rancher_hosts[0].name
+
+    def ssh_user_for(self, host: Host) -> str:
+        return host.ssh.user or self.ssh_user
+
+    def ssh_port_for(self, host: Host) -> int:
+        return host.ssh.port or self.ssh_port
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Secret settings, kept as Pulumi secrets from the moment they are read."""
+
+    ssh_private_key: pulumi.Output[str]
+    registry_database_password: pulumi.Output[str]
+    registry_redis_password: pulumi.Output[str]
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    out = f"{PROJECT}:"
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if i else "") + str(part)
+    return out
+
+
+def _structure_errors(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "missing":
+            problems.append(f"{_key(loc)}: missing (declare it in the stack file)")
+        elif e["type"] == "extra_forbidden":
+            problems.append(f"{_key(loc)}: unknown setting")
+        else:
+            problems.append(f"{_key(loc)}: {e['input']!r} is not valid: {e['msg']}")
+    return problems
+
+
+def _decode(raw: dict[str, Any]) -> dict[str, Any]:
+    """Config values arrive as strings; objects, arrays, numbers and booleans are JSON."""
+    str_fields = {
+        f.alias or n for n, f in Settings.model_fields.items() if f.annotation is str
+    }
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, str) and key not in str_fields:
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        out[key] = value
+    return out
+
+
+def parse_settings(raw: dict[str, Any]) -> Settings:
+    """Parse `{key: value}` (keys without the project prefix); raise ConfigError with every fault."""
+    raw = {k: v for k, v in _decode(raw).items() if k not in SECRET_KEYS}
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_structure_errors(err)) from None
+    from components.config_rules import check_settings
+
+    problems = check_settings(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _declared_keys() -> list[str]:
+    return [f.alias or n for n, f in Settings.model_fields.items()]
+
+
+def load_settings() -> tuple[Settings, StackSecrets]:
+    """Read the stack's configuration through the Pulumi SDK (defaults applied from Pulumi.yaml)."""
+    cfg = pulumi.Config(PROJECT)
+    raw: dict[str, Any] = {}
+    for key in _declared_keys():
+        value = cfg.get(key)
+        if value is not None:
+            raw[key] = value
+    prefix = f"{PROJECT}:"
+    known = set(_declared_keys()) | set(SECRET_KEYS)
+    unknown = [
+        f"{k}: unknown setting"
+        for k in sorted(pulumi.runtime.config.CONFIG.get())
+        if k.startswith(prefix) and k[len(prefix):] not in known
+    ]
+    secret_problems = _secret_problems(raw)
+    try:
+        settings = parse_settings(raw)
+    except ConfigError as err:
+        raise ConfigError(unknown + err.problems + secret_problems) from None
+    if unknown or secret_problems:
+        raise ConfigError(unknown + secret_problems)
+    return settings, StackSecrets(
+        ssh_private_key=cfg.require_secret("sshPrivateKey"),
+        registry_database_password=cfg.get_secret("registryDatabasePassword") or pulumi.Output.secret(""),
+        registry_redis_password=cfg.get_secret("registryRedisPassword") or pulumi.Output.secret(""),
+    )
+
+
+def _secret_problems(raw: dict[str, Any]) -> list[str]:
+    def present(key: str) -> bool:
+        return bool(pulumi.runtime.config.get_config(f"{PROJECT}:{key}"))
+
+    problems = []
+    if not present("sshPrivateKey"):
+        problems.append(
+            f"{PROJECT}:sshPrivateKey: missing; set it with "
+            f"`pulumi config set --secret {PROJECT}:sshPrivateKey < ~/.ssh/id_ed25519`"
+        )
+    if raw.get("registryMode") == "ha":
+        for key in ("registryDatabasePassword", "registryRedisPassword"):
+            if not present(key):
+                problems.append(f"{PROJECT}:{key}: missing; registryMode ha needs it (set it with --secret)")
+    return problems

@@ -1,0 +1,32 @@
+"""Jinja2 rendering of the host scripts, units and config files kept in components/templates/."""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["q"] = lambda value: shlex.quote(str(value))
+    env.filters["heredoc"] = lambda value: str(value)[:-1] if str(value).endswith("\n") else str(value)
+    return env
+
+
+def render(template: str, **values: Any) -> str:
+    """Render `components/templates/<template>`; a missing variable is an error, never blank."""
+    return _environment().get_template(template).render(**values)

@@ -1,0 +1,105 @@
+"""A mock monitor that records every registration (parent, dependencies, inputs, secrecy) and applies
+`additional_secret_outputs` the way the engine does, so secrecy assertions mean something."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, _resolve_callbacks
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from tests.harness.mocks import SECRET_SIG, SECRET_VALUE, unwrap
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    inputs: dict[str, Any]  # secret values still wrapped: see is_secret_path / plain_inputs
+    outputs: dict[str, Any] = field(default_factory=dict)
+    additional_secret_outputs: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
+
+    @property
+    def plain_inputs(self) -> dict[str, Any]:
+        return unwrap(self.inputs)
+
+    def input_is_secret(self, key: str) -> bool:
+        value = self.inputs.get(key)
+        return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+    def output_is_secret(self, key: str) -> bool:
+        value = self.outputs.get(key)
+        return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def _secret(value: Any) -> dict[str, Any]:
+    return {SECRET_SIG: SECRET_VALUE, "value": value}
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: Any):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        raw_inputs = _keep_secrets(request.object)
+        resource_args = MockResourceArgs(
+            typ=request.type,
+            name=request.name,
+            inputs=raw_inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
+            transforms=_resolve_callbacks(request.transforms),
+        )
+        rid, state = self.mocks.new_resource(resource_args)
+        secret_outputs = list(request.additionalSecretOutputs)
+        state = {k: (_secret(v) if k in secret_outputs else v) for k, v in state.items()}
+        # inputs that were secret stay secret in the outputs, as the engine does
+        state = {k: (_secret(unwrap(v)) if _is_wrapped(raw_inputs.get(k)) else v) for k, v in state.items()}
+        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, rid or "", state)
+        reg = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            custom=bool(request.custom),
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            inputs=raw_inputs,
+            outputs=state,
+            additional_secret_outputs=secret_outputs,
+            replace_on_changes=list(request.replaceOnChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+        )
+        with self._lock:
+            self.registrations.append(reg)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=rid or "", object=obj_proto)
+
+
+def _is_wrapped(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def _keep_secrets(struct: Any) -> dict[str, Any]:
+    """Deserialize a protobuf Struct keeping secret markers as {sig: secret, value: ...} dicts."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(struct)
