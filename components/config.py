@@ -7,6 +7,7 @@ plain mapping and is what the tests call. Every fault is reported at once, each 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -232,10 +233,8 @@ def _decode(raw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, str) and key not in str_fields:
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         out[key] = value
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from components.config import (
     _DNS_LABEL,
@@ -161,7 +161,7 @@ def check_ssh(s: Settings) -> Iterable[str]:
 
 def check_kubernetes(s: Settings) -> Iterable[str]:
     if not _K8S_VERSION.match(s.kubernetes_version):
-        yield f"{_k('kubernetesVersion')}: {s.kubernetes_version!r} is not a version like 1.33.5"
+        yield f"{_k('kubernetesVersion')}: {s.kubernetes_version!r} is not a version like 1.35.4"
     if not _DNS_NAME.match(s.cluster_domain):
         yield f"{_k('clusterDomain')}: {s.cluster_domain!r} is not a DNS domain"
     for key, value in (("flannelVxlanPort", s.flannel_vxlan_port), ("apiServerPort", s.api_server_port)):
@@ -219,7 +219,8 @@ def _check_registry_ha(s: Settings) -> Iterable[str]:
     if not s.registry_hostname_setting:
         yield f"{_k('registryHostname')}: registryMode ha needs the load balancer's name"
     if not re.fullmatch(r"(nfs|ceph):\S+:/\S*", s.registry_shared_storage):
-        yield f"{_k('registrySharedStorage')}: {s.registry_shared_storage!r} is not fstype:source like nfs:10.0.0.5:/export"
+        yield (f"{_k('registrySharedStorage')}: {s.registry_shared_storage!r} is not fstype:source "
+               "like nfs:10.0.0.5:/export")
     for key, value in (("registryDatabaseAddress", s.registry_database_address),
                        ("registryRedisAddress", s.registry_redis_address)):
         if not _host_port(value):

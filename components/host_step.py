@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import pulumi
 import pulumi_command as command
@@ -67,9 +68,9 @@ def _secret_bundle(files: Sequence[HostFile]) -> Optional[pulumi.Output[str]]:
         return None
 
     def encode(contents: list[str]) -> str:
-        return "".join(
-            f"{f.path} {f.mode} {base64.b64encode(c.encode()).decode()}\n" for f, c in zip(secret, contents)
-        )
+        lines = [f"{f.path} {f.mode} {base64.b64encode(c.encode()).decode()}\n"
+                 for f, c in zip(secret, contents, strict=True)]
+        return "".join(lines)
 
     return pulumi.Output.secret(pulumi.Output.all(*[f.content for f in secret]).apply(encode))
 
@@ -104,7 +105,7 @@ class HostStep(pulumi.ComponentResource):
         def scripts(contents: list[str]) -> dict[str, str]:
             files = [
                 {"path": f.path, "mode": f.mode, "content": c, "delimiter": _delimiter(f.path, c)}
-                for f, c in zip(plain_files, contents)
+                for f, c in zip(plain_files, contents, strict=True)
             ]
             digest = _digest([args.script, args.delete_script]
                              + [f"{f['path']}:{f['mode']}:{f['content']}" for f in files]

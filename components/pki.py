@@ -67,7 +67,7 @@ class ClusterPkiArgs:
     certificates: list[CertSpec]
 
     @staticmethod
-    def from_settings(s: Settings) -> "ClusterPkiArgs":
+    def from_settings(s: Settings) -> ClusterPkiArgs:
         return ClusterPkiArgs(
             key=KeySpec(s.key_algorithm, s.rsa_bits, s.ecdsa_curve),
             ca_validity_hours=s.ca_validity_hours,

@@ -57,14 +57,16 @@ class KeyFactory:
         return key
 
 
-_CURVES = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1,
+}
 
 
 def _generate(algorithm: str, rsa_bits: int, curve: str) -> PrivateKey:
     if algorithm == "RSA":
         return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     if algorithm == "ECDSA":
-        return ec.generate_private_key(_CURVES[curve]())
+        return ec.generate_private_key(_CURVES[curve]())  # type: ignore[abstract]
     if algorithm == "ED25519":
         return ed25519.Ed25519PrivateKey.generate()
     raise ValueError(f"tls.PrivateKey: unsupported algorithm {algorithm!r}")
@@ -256,7 +258,7 @@ class HighFidelityMocks(pulumi.runtime.Mocks):
 
     def __init__(self, keys: Optional[KeyFactory] = None):
         self.keys = keys or KeyFactory()
-        self.now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         inputs = unwrap(args.inputs)

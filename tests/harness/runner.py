@@ -21,7 +21,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from tests.harness.mocks import HighFidelityMocks, KeyFactory
-from tests.harness.monitor import Registration, RecordingMonitor
+from tests.harness.monitor import RecordingMonitor, Registration
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "container-cloud"
@@ -125,6 +125,10 @@ def _resolve_outputs() -> tuple[dict[str, Any], set[str]]:
     return outputs, secret
 
 
+def _run_path(program: Path) -> None:
+    runpy.run_path(str(program), run_name="__main__")
+
+
 def run_program(stack: str = "dev", overrides: Optional[dict[str, Any]] = None, preview: bool = False,
                 keys: Optional[KeyFactory] = None, stack_file: Optional[Path] = None,
                 program: Path = ROOT / "__main__.py") -> ProgramRun:
@@ -135,14 +139,14 @@ def run_program(stack: str = "dev", overrides: Optional[dict[str, Any]] = None, 
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     root = pulumi.runtime.settings.get_root_resource()
     if root is not None and getattr(root, "outputs", None) is not None:
-        root.outputs.clear()
+        root.outputs.clear()  # type: ignore[attr-defined]
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     error: Optional[BaseException] = None
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+        _sync_await(run_pulumi_func(lambda: _run_path(program)))
     except Exception as exc:  # noqa: BLE001 - reported to the caller
         error = exc
     finally:

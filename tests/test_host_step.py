@@ -1,0 +1,121 @@
+"""HostStep's shell contract, executed for real with bash: files written only on change, secrets on
+stdin, a marker that makes the undo a no-op after a replacement, and shellcheck-clean scripts."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+
+from components.templating import render
+from tests.harness import run_program
+
+PROGRAM = '''
+import pulumi
+from components.host_step import HostFile, HostStep, HostStepArgs, connection
+
+HostStep("demo", HostStepArgs(
+    host="h1",
+    connection=connection("192.0.2.1", "ops", 22, pulumi.Output.secret("SSH-KEY-MATERIAL")),
+    script="if changed /etc/demo.conf; then\\n  echo restart-demo\\nfi",
+    delete_script="rm -f /etc/demo.conf",
+    files=[HostFile("/etc/demo.conf", "a=1\\n"),
+           HostFile("/etc/demo.key", pulumi.Output.secret("TOP-SECRET-VALUE\\n"), "0600", True)],
+    use_sudo=True,
+))
+'''
+
+
+def _step(tmp: Path, digest: str, body: str, files: list[dict[str, str]], secret_count: int) -> str:
+    return render("host_step/step.sh.j2", step="h1-demo", marker_dir=str(tmp / "markers"), digest=digest,
+                  files=files, secret_count=secret_count, body=body)
+
+
+def _file(path: Path, content: str) -> dict[str, str]:
+    return {"path": str(path), "mode": "0644", "content": content, "delimiter": "CC_FILE_test"}
+
+
+def _run(script: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], input=stdin, capture_output=True, text=True, timeout=30)
+
+
+def test_step_is_idempotent_and_takes_secrets_from_stdin(tmp_path: Path) -> None:
+    conf, key = tmp_path / "etc/demo.conf", tmp_path / "etc/demo.key"
+    body = f"if changed {conf}; then\n  echo restart-demo\nfi"
+    script = _step(tmp_path, "d1", body, [_file(conf, "a=1\n")], 1)
+    stdin = f"{key} 0600 {base64.b64encode(b'TOP-SECRET').decode()}\n"
+    first = _run(script, stdin)
+    assert first.returncode == 0, first.stderr
+    assert "restart-demo" in first.stdout
+    assert conf.read_text() == "a=1\n" and key.read_text() == "TOP-SECRET"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "markers/h1-demo").read_text().strip() == "d1"
+    second = _run(script, stdin)
+    assert second.returncode == 0 and "restart-demo" not in second.stdout, "a second run restarted the service"
+    changed = _step(tmp_path, "d2", body, [_file(conf, "a=2\n")], 1)
+    third = _run(changed, stdin)
+    assert "restart-demo" in third.stdout and conf.read_text() == "a=2\n"
+
+
+def test_undo_runs_only_for_its_own_digest(tmp_path: Path) -> None:
+    target = tmp_path / "installed"
+    target.write_text("x")
+    (tmp_path / "markers").mkdir()
+    (tmp_path / "markers/h1-demo").write_text("new\n")
+
+    def undo(digest: str) -> str:
+        return render("host_step/undo.sh.j2", step="h1-demo", marker_dir=str(tmp_path / "markers"),
+                      digest=digest, body=f"rm -f {target}")
+
+    stale = _run(undo("old"))
+    assert stale.returncode == 0 and target.exists(), "a replaced step's delete removed the new install"
+    own = _run(undo("new"))
+    assert own.returncode == 0 and not target.exists()
+    assert not (tmp_path / "markers/h1-demo").exists()
+
+
+def test_failing_body_fails_the_step(tmp_path: Path) -> None:
+    result = _run(_step(tmp_path, "d", "false\necho not-reached", [], 0))
+    assert result.returncode != 0 and "not-reached" not in result.stdout
+    assert not (tmp_path / "markers/h1-demo").exists()
+
+
+def test_remote_command_carries_no_secret_and_passes_shellcheck(tmp_path: Path) -> None:
+    program = tmp_path / "program.py"
+    program.write_text(PROGRAM)
+    run = run_program("dev", program=program)
+    assert run.error is None, run.error
+    (cmd,) = run.of_type("command:remote:Command")
+    inputs = cmd.plain_inputs
+    for field in ("create", "delete"):
+        assert "TOP-SECRET-VALUE" not in inputs[field] and "SSH-KEY-MATERIAL" not in inputs[field]
+        assert "sudo -n bash" in inputs[field]
+    assert cmd.input_is_secret("stdin") and cmd.input_is_secret("connection")
+    assert base64.b64encode(b"TOP-SECRET-VALUE\n").decode() in inputs["stdin"]
+    assert inputs["triggers"] and len(inputs["triggers"][0]) == 64
+    (step,) = run.of_type("containercloud:host:HostStep")
+    assert cmd.parent == step.urn
+    files = {f["path"]: f for f in step.plain_inputs["files"]}
+    assert files["/etc/demo.key"]["secret"] and files["/etc/demo.conf"]["content"] == "a=1\n"
+    for field, shell in (("create", "sh"), ("delete", "sh")):
+        path = tmp_path / f"{field}.sh"
+        path.write_text(inputs[field])
+        check = subprocess.run(["shellcheck", "-s", shell, str(path)], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, check.stdout
+    inner = inputs["create"].split("<<'CC_STEP_EOF'\n", 1)[1].split("\nCC_STEP_EOF\n", 1)[0]
+    (tmp_path / "inner.sh").write_text(inner)
+    check = subprocess.run(["shellcheck", "-s", "bash", str(tmp_path / "inner.sh")], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout
+
+
+def test_unchanged_program_registers_identical_inputs(tmp_path: Path) -> None:
+    program = tmp_path / "program.py"
+    program.write_text(PROGRAM)
+    first = run_program("dev", program=program).of_type("command:remote:Command")[0].plain_inputs
+    second = run_program("dev", program=program).of_type("command:remote:Command")[0].plain_inputs
+    for field in ("create", "delete", "triggers", "stdin"):
+        assert first[field] == second[field], field
+
+

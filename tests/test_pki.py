@@ -1,0 +1,175 @@
+"""ClusterPki: real certificates from the harness, checked with openssl and cryptography."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.harness import ProgramRun, run_program
+
+CA_NAMES = {"kubernetes": "kubernetes-ca", "etcd": "etcd-ca", "front-proxy": "kubernetes-front-proxy-ca"}
+
+
+@pytest.fixture(scope="module", params=["dev", "ha"])
+def run(request: pytest.FixtureRequest) -> ProgramRun:
+    result = run_program(request.param)
+    assert result.error is None, result.error
+    return result
+
+
+def _pki_props(run: ProgramRun) -> dict[str, Any]:
+    (component,) = run.of_type("containercloud:pki:ClusterPki")
+    return component.plain_inputs
+
+
+def _certs(run: ProgramRun) -> dict[str, str]:
+    """The ClusterPki's leaf certificates by spec name (teams issue their own elsewhere)."""
+    return {r.name[: -len("-cert")]: _out(r, "certPem")
+            for r in run.of_type("tls:index/locallySignedCert:LocallySignedCert") if r.parent.endswith("::pki")}
+
+
+def _out(reg: Any, key: str) -> str:
+    from tests.harness.mocks import unwrap
+
+    return unwrap(reg.outputs[key])
+
+
+def _cas(run: ProgramRun) -> dict[str, str]:
+    return {r.name[: -len("-ca-cert")]: _out(r, "certPem")
+            for r in run.of_type("tls:index/selfSignedCert:SelfSignedCert")}
+
+
+def _openssl_verify(tmp: Path, ca_pem: str, cert_pem: str, purpose: str | None = None) -> subprocess.CompletedProcess:
+    ca, cert = tmp / "ca.pem", tmp / "cert.pem"
+    ca.write_text(ca_pem)
+    cert.write_text(cert_pem)
+    cmd = ["openssl", "verify", "-x509_strict", "-CAfile", str(ca)]
+    if purpose:
+        cmd += ["-purpose", purpose]
+    return subprocess.run([*cmd, str(cert)], capture_output=True, text=True, timeout=30)
+
+
+def test_three_distinct_cas(run: ProgramRun) -> None:
+    cas = _cas(run)
+    assert set(cas) == set(CA_NAMES)
+    loaded = {name: x509.load_pem_x509_certificate(pem.encode()) for name, pem in cas.items()}
+    assert len({c.public_key().public_bytes(*_spki()) for c in loaded.values()}) == 3
+    for name, cert in loaded.items():
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == CA_NAMES[name]
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert usage.key_cert_sign and usage.crl_sign and not usage.key_encipherment
+
+
+def _spki() -> tuple[Any, Any]:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+def test_every_certificate_verifies_against_its_own_ca_only(run: ProgramRun, tmp_path: Path) -> None:
+    cas, certs = _cas(run), _certs(run)
+    specs = {c["name"]: c for c in _pki_props(run)["certificates"]}
+    assert set(certs) == set(specs)
+    for name, pem in certs.items():
+        spec = specs[name]
+        purpose = "sslclient" if spec["kind"] == "client" else "sslserver"
+        ok = _openssl_verify(tmp_path, cas[spec["ca"]], pem, purpose)
+        assert ok.returncode == 0, f"{name}: {ok.stdout} {ok.stderr}"
+        for other in set(cas) - {spec["ca"]}:
+            bad = _openssl_verify(tmp_path, cas[other], pem)
+            assert bad.returncode != 0, f"{name} verified against the {other} CA"
+
+
+def _subject(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> list[str]:
+    return [str(a.value) for a in cert.subject.get_attributes_for_oid(oid)]
+
+
+def test_subjects_usages_and_sans(run: ProgramRun) -> None:
+    certs = _certs(run)
+    for spec in _pki_props(run)["certificates"]:
+        cert = x509.load_pem_x509_certificate(certs[spec["name"]].encode())
+        assert _subject(cert, NameOID.COMMON_NAME) == [spec["commonName"]]
+        assert _subject(cert, NameOID.ORGANIZATION_NAME) == ([spec["organization"]] if spec["organization"] else [])
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert usage.digital_signature and usage.key_encipherment and not usage.key_cert_sign
+        ekus = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        expected = {"server": {ExtendedKeyUsageOID.SERVER_AUTH}, "client": {ExtendedKeyUsageOID.CLIENT_AUTH},
+                    "peer": {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}}[spec["kind"]]
+        assert ekus == expected, spec["name"]
+        assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        if spec["dnsNames"] or spec["ipAddresses"]:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(spec["dnsNames"])
+            assert sorted(str(a) for a in san.get_values_for_type(x509.IPAddress)) == sorted(spec["ipAddresses"])
+
+
+def _sans(run: ProgramRun, name: str) -> tuple[set[str], set[str]]:
+    cert = x509.load_pem_x509_certificate(_certs(run)[name].encode())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName)), {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+
+
+def test_apiserver_sans_come_from_the_inventory(run: ProgramRun) -> None:
+    dns, ips = _sans(run, "kube-apiserver")
+    stack = run.stack
+    assert {"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster",
+            "kubernetes.default.svc.cluster.local"} <= dns
+    assert str(ipaddress.ip_network("10.96.0.0/12")[1]) in ips
+    if stack == "dev":
+        assert "master-1" in dns and "198.51.100.11" in ips
+    else:
+        assert {"cp-1", "cp-2", "cp-3", "api.k8s.corp.example"} <= dns
+        assert {"198.51.100.11", "198.51.100.12", "198.51.100.13", "198.51.100.100"} <= ips
+
+
+def test_node_identities_and_etcd_members(run: ProgramRun) -> None:
+    certs = _certs(run)
+    workers = [n[len("kubelet-client-"):] for n in certs if n.startswith("kubelet-client-")]
+    assert workers
+    for node in workers:
+        client = x509.load_pem_x509_certificate(certs[f"kubelet-client-{node}"].encode())
+        assert _subject(client, NameOID.COMMON_NAME) == [f"system:node:{node}"]
+        assert _subject(client, NameOID.ORGANIZATION_NAME) == ["system:nodes"]
+        dns, _ = _sans(run, f"kubelet-server-{node}")
+        assert dns == {node}
+    members = [n[len("etcd-server-"):] for n in certs if n.startswith("etcd-server-")]
+    assert len(members) == (1 if run.stack == "dev" else 3)
+    for member in members:
+        dns, ips = _sans(run, f"etcd-peer-{member}")
+        assert {member, "localhost"} == dns and "127.0.0.1" in ips
+
+
+def test_private_keys_are_secret(run: ProgramRun) -> None:
+    keys = run.of_type("tls:index/privateKey:PrivateKey")
+    assert keys
+    for key in keys:
+        for field in ("privateKeyPem", "privateKeyPemPkcs8", "privateKeyOpenssh"):
+            assert key.output_is_secret(field), f"{key.name}.{field} is not secret"
+    for cert in run.of_type("tls:index/locallySignedCert:LocallySignedCert"):
+        assert cert.input_is_secret("caPrivateKeyPem"), cert.name
+    for csr in run.of_type("tls:index/certRequest:CertRequest"):
+        assert csr.input_is_secret("privateKeyPem"), csr.name
+
+
+def test_validity_and_renewal_windows_are_settings(run: ProgramRun) -> None:
+    for ca in run.of_type("tls:index/selfSignedCert:SelfSignedCert"):
+        assert ca.plain_inputs["validityPeriodHours"] == 87600
+        assert ca.plain_inputs["earlyRenewalHours"] == 720
+    for cert in run.of_type("tls:index/locallySignedCert:LocallySignedCert"):
+        if cert.parent.endswith("::pki"):
+            assert cert.plain_inputs["validityPeriodHours"] == 8760
+            assert cert.plain_inputs["earlyRenewalHours"] == 720
+
+
+def test_ecdsa_keys_when_configured() -> None:
+    run = run_program("dev", overrides={"keyAlgorithm": "ECDSA", "ecdsaCurve": "P384"})
+    assert run.error is None, run.error
+    for key in run.of_type("tls:index/privateKey:PrivateKey"):
+        assert key.plain_inputs["algorithm"] == "ECDSA" and key.plain_inputs["ecdsaCurve"] == "P384"
