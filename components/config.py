@@ -147,6 +147,13 @@ class Settings(_Model):
         return self.hosts_with("worker")
 
     @property
+    def node_hosts(self) -> list[Host]:
+        """Kubernetes nodes: every worker and control-plane host runs containerd, kubelet, kube-proxy and
+        flannel (control-plane nodes are tainted NoSchedule), so the API server reaches the pod network
+        (admission webhooks, aggregated APIs) as in kubeadm, kubespray and RKE."""
+        return [h for h in self.hosts if h.has("worker") or h.has("control-plane")]
+
+    @property
     def registry_hosts(self) -> list[Host]:
         return self.hosts_with("registry")
 

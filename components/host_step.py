@@ -134,7 +134,9 @@ class HostStep(pulumi.ComponentResource):
             stdin=_secret_bundle(args.files),
             triggers=[self.digest],
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(parent=self),
+            # a component's depends_on is not recorded on its children: pass it on, so the engine
+            # orders creates (and deletes, in reverse) by these edges
+            opts=pulumi.ResourceOptions(parent=self, depends_on=(opts.depends_on if opts else None)),
         )
         self.register_outputs({"digest": self.digest})
 

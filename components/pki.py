@@ -112,7 +112,7 @@ def cluster_certificates(s: Settings) -> list[CertSpec]:
         sans = dict(dns_names=[h.name, "localhost"], ip_addresses=[h.address, "127.0.0.1"])
         specs.append(CertSpec(f"etcd-server-{h.name}", "etcd", "kube-etcd", "peer", **sans))  # type: ignore[arg-type]
         specs.append(CertSpec(f"etcd-peer-{h.name}", "etcd", "kube-etcd-peer", "peer", **sans))  # type: ignore[arg-type]
-    for h in s.worker_hosts:
+    for h in s.node_hosts:
         specs.append(CertSpec(f"kubelet-server-{h.name}", "kubernetes", f"system:node:{h.name}", "server",
                               organization="system:nodes", dns_names=[h.name], ip_addresses=[h.address]))
         specs.append(CertSpec(f"kubelet-client-{h.name}", "kubernetes", f"system:node:{h.name}", "client",

@@ -132,12 +132,12 @@ def test_missing_ssh_key_and_unknown_setting_are_named() -> None:
 def test_dmz_control_plane_allowed_with_explicit_override() -> None:
     from components.config import parse_settings
 
-    raw = {k.split(":", 1)[1]: v for k, v in load_stack_config("dev").values.items()}
-    raw["hosts"] = hosts_with(3, roles=["worker", "etcd"])
-    raw["hosts"][0] = {**raw["hosts"][0]}
-    raw["hosts"][1] = {**raw["hosts"][1], "roles": ["control-plane"]}
-    raw["hosts"][4] = {**raw["hosts"][4], "roles": ["worker", "etcd"]}
-    raw["hosts"][5] = {**raw["hosts"][5], "roles": ["worker", "etcd"]}
+    raw: dict[str, Any] = {k.split(":", 1)[1]: v for k, v in load_stack_config("dev").values.items()}
+    hosts = [dict(h) for h in DEV_HOSTS]
+    hosts[1]["roles"] = ["control-plane"]
+    for i in (3, 4, 5):
+        hosts[i]["roles"] = ["worker", "etcd"]
+    raw["hosts"] = hosts
     raw["allowControlPlaneInDmz"] = "true"
     settings = parse_settings(raw)
     assert len(settings.etcd_hosts) == 3

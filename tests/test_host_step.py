@@ -7,7 +7,6 @@ import base64
 import subprocess
 from pathlib import Path
 
-
 from components.templating import render
 from tests.harness import run_program
 

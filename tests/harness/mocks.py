@@ -8,10 +8,13 @@ pulumi-tls provider builds them: subject, SANs, key usages, CA flag, validity, i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import secrets
 import string
+import threading
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
@@ -38,23 +41,72 @@ def unwrap(value: Any) -> Any:
 
 
 class KeyFactory:
-    """Real keys. RSA generation costs ~30 ms, so past `fresh_limit` keys of one shape a run reuses
-    earlier ones round-robin (the benchmark's hundreds of nodes); below it every key is fresh."""
+    """Real keys, from a pool shared by every run in this process and cached on disk.
 
-    def __init__(self, fresh_limit: int = 96):
+    RSA generation costs 30-70 ms a key, which would dominate runs of generated stacks with hundreds of
+    nodes. So each run takes keys from a per-shape pool in order: the first `fresh_limit` keys of a
+    shape in a run are distinct; past that a run reuses them round-robin. The pool is generated once
+    and kept in `cache_dir` (build/harness-keys, git-ignored; test material, never deployed), so later
+    runs and later test sessions load keys instead of generating them.
+    """
+
+    def __init__(self, fresh_limit: int = 96, cache_dir: Optional[Path] = None):
         self.fresh_limit = fresh_limit
-        self._made: dict[tuple[str, str], list[PrivateKey]] = {}
+        self.cache_dir = cache_dir if cache_dir is not None else _DEFAULT_CACHE
+        self._used: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
 
     def make(self, algorithm: str, rsa_bits: int, curve: str) -> PrivateKey:
         shape = (algorithm, str(rsa_bits) if algorithm == "RSA" else curve)
-        made = self._made.setdefault(shape, [])
-        if len(made) >= self.fresh_limit:
-            key = made[len(made) % self.fresh_limit]
-            made.append(key)
-            return key
-        key = _generate(algorithm, rsa_bits, curve)
-        made.append(key)
-        return key
+        with self._lock:
+            index = self._used.get(shape, 0)
+            self._used[shape] = index + 1
+        return _POOL.key(shape, index % self.fresh_limit, self.cache_dir)
+
+
+class _KeyPool:
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], list[PrivateKey]] = {}
+        self._lock = threading.Lock()
+
+    def key(self, shape: tuple[str, str], index: int, cache_dir: Optional[Path]) -> PrivateKey:
+        with self._lock:
+            keys = self._keys.get(shape)
+            if keys is None:
+                keys = self._keys[shape] = _load(shape, cache_dir)
+            if index < len(keys):
+                return keys[index]
+        key = _generate(shape[0], int(shape[1]) if shape[0] == "RSA" else 0, shape[1])
+        with self._lock:
+            keys.append(key)
+            _save(shape, keys, cache_dir)
+            return keys[min(index, len(keys) - 1)]
+
+
+def _cache_file(shape: tuple[str, str], cache_dir: Path) -> Path:
+    return cache_dir / f"{shape[0]}-{shape[1]}.pem"
+
+
+def _load(shape: tuple[str, str], cache_dir: Optional[Path]) -> list[PrivateKey]:
+    if cache_dir is None or not _cache_file(shape, cache_dir).exists():
+        return []
+    text = _cache_file(shape, cache_dir).read_text()
+    blocks = [b + "-----END PRIVATE KEY-----\n" for b in text.split("-----END PRIVATE KEY-----\n") if b.strip()]
+    return [_load_key(b) for b in blocks]
+
+
+def _save(shape: tuple[str, str], keys: list[PrivateKey], cache_dir: Optional[Path]) -> None:
+    if cache_dir is None:
+        return
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = _cache_file(shape, cache_dir).with_suffix(".tmp")
+    tmp.write_text("".join(_pem_private(k, serialization.PrivateFormat.PKCS8) for k in keys))
+    tmp.chmod(0o600)
+    tmp.replace(_cache_file(shape, cache_dir))
+
+
+_POOL = _KeyPool()
+_DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "build" / "harness-keys"
 
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
@@ -137,8 +189,10 @@ _KU_FIELDS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _load_key(pem: str) -> PrivateKey:
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    # The keys are the harness's own: skip OpenSSL's costly RSA consistency check on every load.
+    key = serialization.load_pem_private_key(pem.encode(), password=None, unsafe_skip_rsa_key_validation=True)
     assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey))
     return key
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the offline preview: `python -m benchmarks` (or `make benchmark`)."""

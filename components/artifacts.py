@@ -1,0 +1,285 @@
+"""Air-gapped artifacts: the bill of materials (binaries with upstream digests, container images) and
+how a host gets them — from the internal HTTP mirror (`artifactsMirrorUrl`, curl on the host) or from
+files on the deployer (`artifactsDirectory`, `remote.CopyToRemote`). Both use one layout:
+`<component>/<version>/<file>`. Every host script verifies the digest before it installs anything.
+
+Digests come from `components/artifacts_checksums.yaml` only; a version without one is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi_command as command
+import yaml
+
+from components.config import PROJECT, ConfigError, Settings
+from components.templating import render
+
+CHECKSUMS_FILE = Path(__file__).resolve().with_name("artifacts_checksums.yaml")
+UPLOAD_DIR = "/var/tmp"  # CopyToRemote target: writable by a non-root SSH user, kept across reboots
+CACHE_DIR = "/var/cache/containercloud/artifacts"
+
+# Pinned versions of what is not a setting (kubernetes follows kubernetesVersion).
+ETCD_VERSION = "3.6.14"
+CONTAINERD_VERSION = "2.2.7"
+RUNC_VERSION = "1.3.6"
+CNI_PLUGINS_VERSION = "1.8.0"
+CRICTL_VERSION = "1.35.0"
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "bandwidth", "firewall")
+
+# Harbor project the system images live in: <registry>/system/<last path component>:<tag>.
+SYSTEM_PROJECT = "system"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
+FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.26.7"
+FLANNEL_CNI_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.6.2-flannel1"
+COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.12.1"
+
+
+@dataclass(frozen=True)
+class Binary:
+    """One downloadable file. `members` maps what to install: (path inside the archive, or "" for the
+    file itself) -> absolute destination on the host."""
+
+    name: str
+    version: str
+    file: str
+    url_path: str
+    checksum: str  # "<algorithm>:<hex>", algorithm sha256 or sha512
+    upstream_url: str
+    members: tuple[tuple[str, str], ...]
+
+    @property
+    def algorithm(self) -> str:
+        return self.checksum.split(":", 1)[0]
+
+    @property
+    def digest(self) -> str:
+        return self.checksum.split(":", 1)[1]
+
+    @property
+    def sha256(self) -> Optional[str]:
+        return self.digest if self.algorithm == "sha256" else None
+
+    @property
+    def archive(self) -> bool:
+        return self.file.endswith((".tar.gz", ".tgz"))
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    source: str
+    target: str
+
+
+@functools.lru_cache(maxsize=4)
+def _checksums(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def checksum(component: str, version: str, file: str, setting: Optional[str] = None) -> str:
+    """The upstream digest of `file`; a clear error when the checksum file has none."""
+    table = _checksums(CHECKSUMS_FILE).get(component) or {}
+    versions = table.get(version) or table.get(version.lstrip("v")) or table.get(f"v{version.lstrip('v')}") or {}
+    value = versions.get(file)
+    if not value:
+        where = f"{PROJECT}:{setting}: " if setting else ""
+        raise ConfigError([
+            f"{where}no digest for {component} {version} ({file}) in {CHECKSUMS_FILE.name}; "
+            f"add the upstream-published digest there before using this version"
+        ])
+    algorithm = str(value).split(":", 1)[0] if ":" in str(value) else "sha256"
+    digest = str(value).split(":", 1)[-1]
+    if algorithm not in ("sha256", "sha512"):
+        raise ConfigError([f"{CHECKSUMS_FILE.name}: {component} {version} {file}: unsupported digest {algorithm}"])
+    return f"{algorithm}:{digest}"
+
+
+def _binary(component: str, version: str, file: str, upstream: str, members: tuple[tuple[str, str], ...],
+            setting: Optional[str] = None) -> Binary:
+    return Binary(component, version, file, f"{component}/{version}/{file}",
+                  checksum(component, version, file, setting), upstream, members)
+
+
+def _bin(*names: str, prefix: str = "", dest: str = "/usr/local/bin") -> tuple[tuple[str, str], ...]:
+    return tuple((f"{prefix}{n}", f"{dest}/{n}") for n in names)
+
+
+def kubernetes_server(s: Settings) -> Binary:
+    v = s.kubernetes_version
+    return _binary("kubernetes-server", v, "kubernetes-server-linux-amd64.tar.gz",
+                   f"https://dl.k8s.io/v{v}/kubernetes-server-linux-amd64.tar.gz",
+                   _bin("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
+                        prefix="kubernetes/server/bin/"), "kubernetesVersion")
+
+
+def kubernetes_node(s: Settings) -> Binary:
+    v = s.kubernetes_version
+    return _binary("kubernetes-node", v, "kubernetes-node-linux-amd64.tar.gz",
+                   f"https://dl.k8s.io/v{v}/kubernetes-node-linux-amd64.tar.gz",
+                   _bin("kubelet", "kube-proxy", prefix="kubernetes/node/bin/"), "kubernetesVersion")
+
+
+def etcd() -> Binary:
+    v = ETCD_VERSION
+    return _binary("etcd", v, f"etcd-v{v}-linux-amd64.tar.gz",
+                   f"https://github.com/etcd-io/etcd/releases/download/v{v}/etcd-v{v}-linux-amd64.tar.gz",
+                   _bin("etcd", "etcdctl", "etcdutl", prefix=f"etcd-v{v}-linux-amd64/"))
+
+
+def containerd() -> Binary:
+    v = CONTAINERD_VERSION
+    return _binary("containerd", v, f"containerd-{v}-linux-amd64.tar.gz",
+                   f"https://github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-amd64.tar.gz",
+                   _bin("containerd", "containerd-shim-runc-v2", "ctr", prefix="bin/"))
+
+
+def runc() -> Binary:
+    v = RUNC_VERSION
+    return _binary("runc", v, "runc.amd64", f"https://github.com/opencontainers/runc/releases/download/v{v}/runc.amd64",
+                   (("", "/usr/local/sbin/runc"),))
+
+
+def cni_plugins() -> Binary:
+    v = CNI_PLUGINS_VERSION
+    return _binary("cni-plugins", v, f"cni-plugins-linux-amd64-v{v}.tgz",
+                   f"https://github.com/containernetworking/plugins/releases/download/v{v}/"
+                   f"cni-plugins-linux-amd64-v{v}.tgz",
+                   _bin(*CNI_PLUGINS, prefix="./", dest="/opt/cni/bin"))
+
+
+def crictl() -> Binary:
+    v = CRICTL_VERSION
+    return _binary("crictl", v, f"crictl-v{v}-linux-amd64.tar.gz",
+                   f"https://github.com/kubernetes-sigs/cri-tools/releases/download/v{v}/crictl-v{v}-linux-amd64.tar.gz",
+                   _bin("crictl"))
+
+
+def etcd_binaries(s: Settings) -> list[Binary]:
+    return [etcd()]
+
+
+def control_plane_binaries(s: Settings) -> list[Binary]:
+    return [kubernetes_server(s)]
+
+
+def worker_binaries(s: Settings) -> list[Binary]:
+    return [containerd(), runc(), cni_plugins(), crictl(), kubernetes_node(s)]
+
+
+def binaries(s: Settings) -> list[Binary]:
+    """Every binary the cluster installs; raises ConfigError when a digest is missing."""
+    out: list[Binary] = []
+    for b in etcd_binaries(s) + control_plane_binaries(s) + worker_binaries(s):
+        if b not in out:
+            out.append(b)
+    return out
+
+
+def _target(s: Settings, source: str) -> str:
+    last = source.rsplit("/", 1)[-1]
+    return f"{s.registry_hostname}/{SYSTEM_PROJECT}/{last}"
+
+
+def _image(s: Settings, name: str, source: str) -> Image:
+    return Image(name, source, _target(s, source))
+
+
+def kubernetes_images(s: Settings) -> list[Image]:
+    return [
+        _image(s, "pause", PAUSE_IMAGE),
+        _image(s, "flannel", FLANNEL_IMAGE),
+        _image(s, "flannel-cni-plugin", FLANNEL_CNI_IMAGE),
+        _image(s, "coredns", COREDNS_IMAGE),
+    ]
+
+
+def image(s: Settings, name: str) -> str:
+    """Target reference (in Harbor) of the image called `name`."""
+    return next(i.target for i in images(s) if i.name == name)
+
+
+def images(s: Settings) -> list[Image]:
+    """Every container image the platform runs, with its source and its target in Harbor."""
+    return kubernetes_images(s) + extra_images(s)
+
+
+# --- host delivery --------------------------------------------------------------------------------
+
+def source(s: Settings, b: Binary) -> str:
+    """Where the host takes `b` from: the mirror URL, or the file CopyToRemote put in UPLOAD_DIR."""
+    if s.artifacts_mirror_url:
+        return f"{s.artifacts_mirror_url.rstrip('/')}/{b.url_path}"
+    return upload_path(b)
+
+
+def upload_path(b: Binary) -> str:
+    return f"{UPLOAD_DIR}/containercloud-{b.name}-{b.version}-{b.file}"
+
+
+def fetch_script(s: Settings, step: str, bins: list[Binary]) -> str:
+    """Shell: verify (and fetch) every binary into the step's cache, then install its members,
+    recording changed destinations in CHANGED (so `changed /usr/local/bin/x` restarts services)."""
+    return render("artifacts/fetch.sh.j2", cache=f"{CACHE_DIR}/{step}", uploads=not s.artifacts_mirror_url,
+                  binaries=[{"b": b, "source": source(s, b)} for b in bins])
+
+
+def cleanup_script(s: Settings, step: str, bins: list[Binary]) -> str:
+    return render("artifacts/cleanup.sh.j2", cache=f"{CACHE_DIR}/{step}",
+                  uploads=[upload_path(b) for b in bins] if not s.artifacts_mirror_url else [],
+                  destinations=sorted({dest for b in bins for _, dest in b.members}))
+
+
+def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs, bins: list[Binary],
+            parent: pulumi.Resource) -> list[pulumi.Resource]:
+    """Directory mode: one CopyToRemote per binary (it has no delete; the step's delete removes it)."""
+    if s.artifacts_mirror_url:
+        return []
+    root = Path(s.artifacts_directory)
+    return [
+        command.remote.CopyToRemote(
+            f"{prefix}-upload-{b.name}",
+            connection=connection,
+            source=pulumi.FileAsset(str(root / b.url_path)),
+            remote_path=upload_path(b),
+            triggers=[b.checksum],
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        for b in bins
+    ]
+
+
+# --- registry / rancher images (issue 5/6) ----------------------------------------------------------
+# Harbor's own images ship inside its offline installer (install.sh loads them): none to mirror.
+# Rancher: the minimal set to run the server and import a cluster, pinned to rancherVersion, pushed to
+# Harbor project `rancher` (Rancher's system-default-registry prefixes `rancher/...` with the registry):
+#   rancher (server), rancher-agent (cattle-cluster-agent), rancher-webhook (admission webhook Rancher
+#   deploys to every cluster), fleet + fleet-agent (GitOps controller/agent Rancher always installs),
+#   shell (helm-operation pods Rancher uses to install webhook and fleet charts).
+# The companion tags come from the release's rancher-images.txt; CHECK THEM when adding a version.
+RANCHER_PROJECT = "rancher"
+RANCHER_COMPANIONS: dict[str, dict[str, str]] = {
+    "v2.12.3": {"rancher-webhook": "v0.8.3", "fleet": "v0.13.4", "fleet-agent": "v0.13.4", "shell": "v0.5.0"},
+}
+
+
+def rancher_images(s: Settings) -> list[Image]:
+    companions = RANCHER_COMPANIONS.get(s.rancher_version)
+    if companions is None:
+        raise ConfigError([f"{PROJECT}:rancherVersion: {s.rancher_version} has no image list in "
+                           f"components/artifacts.py RANCHER_COMPANIONS (known: {', '.join(RANCHER_COMPANIONS)}); "
+                           f"add its tags from that release's rancher-images.txt"])
+    tags = {"rancher": s.rancher_version, "rancher-agent": s.rancher_version, **companions}
+    return [Image(name, f"rancher/{name}:{tag}", f"{s.registry_hostname}/{RANCHER_PROJECT}/{name}:{tag}")
+            for name, tag in tags.items()]
+
+
+def extra_images(s: Settings) -> list[Image]:
+    return rancher_images(s)

@@ -1,0 +1,48 @@
+"""Shared pieces of the Kubernetes host steps: the /etc/hosts block and the SSH connection per host."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_command as command
+
+from components.config import Host, Settings
+from components.host_step import HostStep, HostStepArgs, host_connection, needs_sudo
+from components.templating import render
+
+
+def hosts_entries(s: Settings) -> list[tuple[str, str]]:
+    """address -> name for every inventory host, the API LB name and the registry hostname."""
+    entries = [(h.address, h.name) for h in s.hosts]
+    names = {h.name for h in s.hosts}
+    if s.api_load_balancer_name and s.api_load_balancer_address:
+        entries.append((s.api_load_balancer_address, s.api_load_balancer_name))
+    if s.registry_hostname not in names:
+        address = s.registry_load_balancer_address or (s.registry_hosts[0].address if s.registry_hosts else "")
+        if address:
+            entries.append((address, s.registry_hostname))
+    return entries
+
+
+def etc_hosts_step(s: Settings, host: Host, key: pulumi.Input[str], parent: pulumi.Resource) -> HostStep:
+    """`<host>-etc-hosts`: a managed block in /etc/hosts (removed again on delete)."""
+    return HostStep(
+        f"{host.name}-etc-hosts",
+        HostStepArgs(host=host.name, connection=host_connection(s, host, key),
+                     script=render("hosts/etc_hosts.sh.j2", entries=hosts_entries(s)),
+                     delete_script=render("hosts/etc_hosts_undo.sh.j2"), use_sudo=needs_sudo(s, host)),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def step_opts(parent: pulumi.Resource, depends_on: Optional[list[pulumi.Resource]] = None) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [])
+
+
+def connection_for(s: Settings, host: Host, key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
+    return host_connection(s, host, key)
+
+
+def flags_text(flags: dict[str, str]) -> str:
+    return " ".join(f"--{k}={v}" for k, v in flags.items())

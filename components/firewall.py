@@ -1,0 +1,240 @@
+"""HostFirewall: one nftables ruleset per host, derived from the port catalogue and the inventory.
+
+The ruleset is a dedicated table `inet containercloud` with an input chain (policy drop;
+established/related, loopback and ICMP errors accepted; SSH only from the deployer or the bastion;
+then the catalogue's flows that end on this host, and the stack's firewallExtraRules). It is loaded
+atomically with `nft -f` (the file creates, deletes and re-creates the table in one transaction)
+by a HostStep, and re-loaded at boot by a oneshot unit. Delete removes the table, the unit and the file.
+
+Forward is out of scope: the table has no forward hook, so pod traffic after VXLAN decapsulation and
+NodePort traffic DNATed to pods pass untouched (kube-proxy and flannel own that path).
+
+The props carry the structured rules, the zones, the inventory and the rendered ruleset: what the
+policy pack checks at preview (`containercloud:net:HostFirewall`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pulumi
+
+from components.config import Host, Settings
+from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
+from components.templating import render
+from policy.rules.ports import DOCS, FLOWS, Flow, destination_applies, resolve_port
+
+TYPE = "containercloud:net:HostFirewall"
+RULESET_PATH = "/etc/containercloud/firewall.nft"
+UNIT = "containercloud-firewall.service"
+UNIT_PATH = f"/etc/systemd/system/{UNIT}"
+DEFAULT_POLICY = "drop"
+INSIDE = "inside"
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    port: int | str
+    protocol: str
+    sources: list[str]
+    purpose: str
+    source: str  # the document (or setting) the rule comes from
+
+    def props(self) -> dict[str, Any]:
+        return {"port": self.port, "protocol": self.protocol, "sources": list(self.sources),
+                "purpose": self.purpose, "source": self.source}
+
+
+@dataclass(frozen=True)
+class FirewallPlan:
+    host: Host
+    rules: list[FirewallRule]
+    zones: dict[str, str]
+    inventory: list[Host]
+    ports: dict[str, int | str]
+    public_ports: list[int] = field(default_factory=list)
+
+
+# --- the plan: catalogue x inventory -----------------------------------------------------------------
+
+
+def collapse(sources: Iterable[str]) -> list[str]:
+    """Sorted CIDRs without duplicates or networks inside another (an address becomes /32 or /128).
+    Host addresses stay one per entry, so the plan and the policy see each peer by name.
+
+    Sorted by (family, address, prefix length), a supernet comes before everything it contains, and
+    networks either nest or are disjoint: one sweep against the last kept network suffices (n log n)."""
+    nets = sorted({ipaddress.ip_network(s, strict=False) for s in sources},
+                  key=lambda n: (n.version, n.network_address, n.prefixlen))
+    kept: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for net in nets:
+        last = kept[-1] if kept else None
+        if last is not None and last.version == net.version and net.subnet_of(last):  # type: ignore[arg-type]
+            continue
+        kept.append(net)
+    return [str(n) for n in kept]
+
+
+def _deployer(s: Settings) -> list[str]:
+    return list(s.ssh_allowed_from) + ([s.ssh_bastion] if s.ssh_bastion and _is_address(s.ssh_bastion) else [])
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def resolve_sources(s: Settings, dest: Host, kinds: Iterable[str]) -> list[str]:
+    """The catalogue's symbolic sources as CIDRs for destination host `dest`."""
+    out: list[str] = []
+    for kind in kinds:
+        if kind in ("etcd", "control-plane", "worker", "registry", "rancher"):
+            out += [h.address for h in s.hosts_with(kind)]
+        elif kind == "hosts":
+            out += [h.address for h in s.hosts]
+        elif kind == "nodes":
+            out += [h.address for h in s.node_hosts]
+        elif kind == "zone":
+            out.append(s.zones[dest.zone])
+        elif kind == "deployer":
+            out += _deployer(s)
+        elif kind == "operators":
+            out += _deployer(s) + ([s.zones[INSIDE]] if INSIDE in s.zones else [])
+        elif kind == "pods":
+            out.append(s.pod_cidr)
+        elif kind == "api-lb" and s.api_load_balancer_address:
+            out.append(s.api_load_balancer_address)
+        elif kind == "registry-lb" and s.registry_load_balancer_address:
+            out.append(s.registry_load_balancer_address)
+    return collapse(out) if out else []
+
+
+def _ports(s: Settings, host: Host) -> dict[str, int | str]:
+    return {
+        "sshPort": s.ssh_port_for(host),
+        "apiServerPort": s.api_server_port,
+        "flannelVxlanPort": s.flannel_vxlan_port,
+        "nodePortRange": s.node_port_range,
+    }
+
+
+def _applies(flow: Flow, host: Host) -> bool:
+    return flow.rendered and destination_applies(flow.destination, host.roles)
+
+
+def _extra_applies(targets: list[str], host: Host) -> bool:
+    return host.name in targets or any(host.has(t) for t in targets)
+
+
+def host_rules(s: Settings, host: Host) -> list[FirewallRule]:
+    ports = _ports(s, host)
+    rules = []
+    for flow in FLOWS:
+        if not _applies(flow, host):
+            continue
+        sources = resolve_sources(s, host, flow.sources)
+        if sources:
+            port = resolve_port(flow.port, dict(ports))
+            rules.append(FirewallRule(port, flow.protocol, sources, flow.purpose, DOCS[flow.doc]))
+    for i, extra in enumerate(s.firewall_extra_rules):
+        if _extra_applies(extra.hosts, host):
+            rules.append(FirewallRule(extra.port, extra.protocol, collapse(extra.sources), extra.purpose,
+                                      f"firewallExtraRules[{i}]"))
+    return rules
+
+
+def plan(s: Settings, host: Host) -> FirewallPlan:
+    return FirewallPlan(host=host, rules=host_rules(s, host), zones=dict(s.zones), inventory=list(s.hosts),
+                        ports=_ports(s, host), public_ports=list(s.public_ports))
+
+
+# --- rendering -----------------------------------------------------------------------------------------
+
+
+def _comment(text: str) -> str:
+    clean = re.sub(r'[^A-Za-z0-9 ,.:;()/+_=\[\]-]', "", text)[:120]
+    return f'"{clean}"'
+
+
+def _rule_view(rule: FirewallRule) -> dict[str, Any]:
+    nets = [ipaddress.ip_network(s, strict=False) for s in rule.sources]
+    families = [(fam, [str(n) for n in nets if n.version == v]) for fam, v in (("ip", 4), ("ip6", 6))]
+    return {
+        "port": rule.port,
+        "protocol": rule.protocol,
+        "families": [(fam, nets) for fam, nets in families if nets],
+        "comment": _comment(f"{rule.purpose} [{rule.source}]"),
+    }
+
+
+def render_ruleset(p: FirewallPlan) -> str:
+    return render("firewall/ruleset.nft.j2", host=p.host.name, zone=p.host.zone, roles=p.host.roles,
+                  default_policy=DEFAULT_POLICY, rules=[_rule_view(r) for r in p.rules])
+
+
+def firewall_props(p: FirewallPlan, ruleset: str) -> dict[str, Any]:
+    """The props contract the policy pack reads (all config-derived, known at preview)."""
+    return {
+        "host": p.host.name,
+        "zone": p.host.zone,
+        "address": p.host.address,
+        "roles": list(p.host.roles),
+        "defaultPolicy": DEFAULT_POLICY,
+        "rules": [r.props() for r in p.rules],
+        "ruleset": ruleset,
+        "publicPorts": list(p.public_ports),
+        "zones": dict(p.zones),
+        "inventory": [{"name": h.name, "address": h.address, "zone": h.zone, "roles": list(h.roles)}
+                      for h in p.inventory],
+        "ports": dict(p.ports),
+    }
+
+
+# --- the component ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostFirewallArgs:
+    plan: FirewallPlan
+    step: HostStepArgs
+
+    @staticmethod
+    def from_settings(s: Settings, host: Host, ssh_private_key: pulumi.Input[str]) -> HostFirewallArgs:
+        p = plan(s, host)
+        ruleset = render_ruleset(p)
+        names = {"host": host.name, "ruleset_path": RULESET_PATH, "unit": UNIT, "unit_path": UNIT_PATH}
+        step = HostStepArgs(
+            host=host.name,
+            connection=host_connection(s, host, ssh_private_key),
+            script=render("firewall/apply.sh.j2", **names),
+            delete_script=render("firewall/delete.sh.j2", **names),
+            files=[
+                HostFile(RULESET_PATH, ruleset, "0600"),
+                HostFile(UNIT_PATH, render("firewall/unit.service.j2", ruleset_path=RULESET_PATH)),
+            ],
+            use_sudo=needs_sudo(s, host),
+        )
+        return HostFirewallArgs(plan=p, step=step)
+
+
+class HostFirewall(pulumi.ComponentResource):
+    """`containercloud:net:HostFirewall`: the nftables input policy of one host."""
+
+    step: HostStep
+
+    def __init__(self, name: str, args: HostFirewallArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        ruleset = next(f.content for f in args.step.files if f.path == RULESET_PATH)
+        props = firewall_props(args.plan, ruleset)
+        super().__init__(TYPE, name, props, opts)
+        self.host = args.plan.host.name
+        self.ruleset = ruleset
+        self.step = HostStep(name, args.step, pulumi.ResourceOptions(parent=self))
+        # The stack policy reads outputs: register the same (plain, config-derived) values.
+        self.register_outputs(props)

@@ -1,0 +1,246 @@
+"""WorkerNode: containerd (systemd cgroups) + runc + CNI plugins, kubelet and kube-proxy on one worker,
+configured over SSH. Every worker depends on the control plane's readiness, never on another worker.
+
+Steps (remote commands) per worker:
+  <w>-etc-hosts   the /etc/hosts block (unless the control plane manages this host already)
+  <w>-runtime     containerd, runc, CNI plugins, crictl; registry trust (certs.d) and the pause image
+  <w>-kubelet     kubelet + kube-proxy (after the API answers)
+  <w>-node        runs on the first control-plane host: waits for the Node; its delete cordons,
+                  drains and deletes the Node before the kubelet step stops the services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import yaml
+
+from components import artifacts
+from components.cluster_hosts import etc_hosts_step, step_opts
+from components.config import Host, Settings
+from components.control_plane import CLUSTER_NAME, unit
+from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
+from components.kubeconfig import kubeconfig
+from components.pki import ClusterPki
+from components.templating import render
+
+PKI = "/etc/kubernetes/pki"
+CA_FILE = f"{PKI}/ca.crt"
+UNITS = "/etc/systemd/system"
+BIN = "/usr/local/bin"
+SYSCTL_FILE = "/etc/sysctl.d/90-containercloud-kubernetes.conf"
+MODULES_FILE = "/etc/modules-load.d/containercloud-kubernetes.conf"
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+PROXY_CONFIG = "/var/lib/kube-proxy/config.yaml"
+
+
+@dataclass(frozen=True)
+class WorkerNodeArgs:
+    settings: Settings
+    host: Host
+    pki: ClusterPki
+    ssh_private_key: pulumi.Input[str]
+    api_ready: pulumi.Resource
+    drain_host: Host  # the control-plane host whose admin kubeconfig drains this node
+
+
+CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+
+
+def node_labels(host: Host) -> dict[str, str]:
+    """Labels the register step sets with the admin credential (NodeRestriction forbids a kubelet to set
+    node-role labels on itself)."""
+    labels = {}
+    if host.has("control-plane"):
+        labels["node-role.kubernetes.io/control-plane"] = ""
+    if host.has("worker"):
+        labels["node-role.kubernetes.io/worker"] = ""
+    if host.has("rancher"):
+        labels["node-role.containercloud.io/rancher"] = "true"
+    return labels
+
+
+def kubelet_config(s: Settings, host: Host) -> dict[str, Any]:
+    """The KubeletConfiguration (also the component's `kubeletConfig` prop). Control-plane nodes that are
+    not also workers register tainted NoSchedule: they run flannel and kube-proxy, not workloads."""
+    taints = [CONTROL_PLANE_TAINT] if host.has("control-plane") and not host.has("worker") else []
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True, "cacheTTL": "2m0s"},
+            "x509": {"clientCAFile": CA_FILE},
+        },
+        "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": "5m0s",
+                                                         "cacheUnauthorizedTTL": "30s"}},
+        "tlsCertFile": f"{PKI}/kubelet.crt",
+        "tlsPrivateKeyFile": f"{PKI}/kubelet.key",
+        "tlsMinVersion": "VersionTLS12",
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 10248,
+        "clusterDomain": s.cluster_domain,
+        "clusterDNS": [s.cluster_dns_ip],
+        "cgroupDriver": "systemd",
+        "containerRuntimeEndpoint": CONTAINERD_SOCKET,
+        "staticPodPath": "/etc/kubernetes/manifests",
+        "makeIPTablesUtilChains": True,
+        "eventRecordQPS": 5,
+        "protectKernelDefaults": False,
+        "registerWithTaints": taints,
+    }
+
+
+def kube_proxy_config(s: Settings) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": "/etc/kubernetes/kube-proxy.conf"},
+        "mode": "iptables",
+        "clusterCIDR": s.pod_cidr,
+        "metricsBindAddress": "127.0.0.1:10249",
+        "healthzBindAddress": "127.0.0.1:10256",
+    }
+
+
+def kubelet_flags(host: Host) -> dict[str, str]:
+    return {
+        "config": KUBELET_CONFIG,
+        "kubeconfig": "/etc/kubernetes/kubelet.conf",
+        "hostname-override": host.name,
+        "node-ip": host.address,
+    }
+
+
+def kube_proxy_flags(host: Host) -> dict[str, str]:
+    return {"config": PROXY_CONFIG, "hostname-override": host.name}
+
+
+def sysctls() -> str:
+    return ("net.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"
+            "net.ipv4.ip_forward = 1\n")
+
+
+def props(s: Settings, host: Host) -> dict[str, Any]:
+    return {
+        "host": host.name,
+        "zone": host.zone,
+        "address": host.address,
+        "kubeletConfig": kubelet_config(s, host),
+        "registryHostname": s.registry_hostname,
+        "insecureRegistries": [],
+    }
+
+
+class WorkerNode(pulumi.ComponentResource):
+    """`containercloud:k8s:WorkerNode`: one Kubernetes node (every worker and control-plane host)."""
+
+    ready: pulumi.Resource  # the Node registered with the API
+
+    def __init__(self, name: str, args: WorkerNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("containercloud:k8s:WorkerNode", name, props(args.settings, args.host), opts)
+        self.args = args
+        s, host = args.settings, args.host
+        self.connection = host_connection(s, host, args.ssh_private_key)
+        deps: list[pulumi.Resource] = []
+        if not (host.has("etcd") or host.has("control-plane")):
+            deps.append(etc_hosts_step(s, host, args.ssh_private_key, self).command)
+        runtime = self._runtime(deps)
+        kubelet = self._kubelet([runtime.command, args.api_ready])
+        node = self._node(kubelet)
+        self.ready = node.command
+        self.register_outputs({"host": host.name})
+
+    def _step(self, name: str, script: str, delete_script: str, files: list[HostFile],
+              depends_on: list[pulumi.Resource]) -> HostStep:
+        s, host = self.args.settings, self.args.host
+        return HostStep(f"{host.name}-{name}",
+                        HostStepArgs(host=host.name, connection=self.connection, script=script,
+                                     delete_script=delete_script, files=files, use_sudo=needs_sudo(s, host)),
+                        opts=step_opts(self, depends_on))
+
+    def _runtime(self, deps: list[pulumi.Resource]) -> HostStep:
+        s, host, pki = self.args.settings, self.args.host, self.args.pki
+        bins = [artifacts.containerd(), artifacts.runc(), artifacts.cni_plugins(), artifacts.crictl()]
+        registry = s.registry_hostname
+        files = [
+            HostFile(CA_FILE, pki.cas["kubernetes"].cert_pem),
+            HostFile(f"/etc/containerd/certs.d/{registry}/hosts.toml",
+                     render("worker/hosts.toml.j2", registry=registry, ca_file=CA_FILE)),
+            HostFile("/etc/containerd/config.toml",
+                     render("worker/containerd-config.toml.j2", version=artifacts.CONTAINERD_VERSION,
+                            registry=registry, sandbox_image=artifacts.image(s, "pause"))),
+            HostFile("/etc/crictl.yaml", f"runtime-endpoint: {CONTAINERD_SOCKET}\nimage-endpoint: "
+                                         f"{CONTAINERD_SOCKET}\ntimeout: 10\n"),
+            HostFile(SYSCTL_FILE, sysctls()),
+            HostFile(MODULES_FILE, "overlay\nbr_netfilter\n"),
+            HostFile(f"{UNITS}/containerd.service",
+                     unit("containerd container runtime", f"{BIN}/containerd", {}, "https://containerd.io",
+                          type="notify", pre=["-/sbin/modprobe overlay"],
+                          extra=["Delegate=yes", "KillMode=process", "LimitNPROC=infinity", "LimitCORE=infinity",
+                                 "TasksMax=infinity", "OOMScoreAdjust=-999"])),
+        ]
+        step_id = f"{host.name}-runtime"
+        restart_on = ["/etc/containerd/config.toml", f"{UNITS}/containerd.service", f"{BIN}/containerd",
+                      f"{BIN}/containerd-shim-runc-v2", "/usr/local/sbin/runc"]
+        script = artifacts.fetch_script(s, step_id, bins) + render(
+            "worker/runtime.sh.j2", host=host.name, sysctl_file=SYSCTL_FILE, paths=restart_on)
+        delete = render("worker/runtime_undo.sh.j2", sysctl_file=SYSCTL_FILE, modules_file=MODULES_FILE) \
+            + artifacts.cleanup_script(s, step_id, bins)
+        uploads = artifacts.uploads(s, f"{host.name}-runtime", self.connection, bins, self)
+        return self._step("runtime", script, delete, files, deps + uploads)
+
+    def _kubelet(self, deps: list[pulumi.Resource]) -> HostStep:
+        s, host, pki = self.args.settings, self.args.host, self.args.pki
+        bins = [artifacts.kubernetes_node(s)]
+        ca = pki.cas["kubernetes"].cert_pem
+        client = pki.certs[f"kubelet-client-{host.name}"]
+        serving = pki.certs[f"kubelet-server-{host.name}"]
+        proxy = pki.certs["kube-proxy"]
+        doc = "https://kubernetes.io/docs/reference/command-line-tools-reference/"
+        after = ["network-online.target", "containerd.service"]
+        files = [
+            HostFile(KUBELET_CONFIG, yaml.safe_dump(kubelet_config(s, host), sort_keys=False)),
+            HostFile("/etc/kubernetes/kubelet.conf",
+                     kubeconfig(CLUSTER_NAME, s.api_endpoint, ca, f"system:node:{host.name}", client.cert_pem,
+                                client.key_pem), "0600", secret=True),
+            HostFile(f"{PKI}/kubelet.crt", serving.cert_pem),
+            HostFile(f"{PKI}/kubelet.key", serving.key_pem, "0600", secret=True),
+            HostFile(f"{UNITS}/kubelet.service",
+                     unit("Kubernetes node agent", f"{BIN}/kubelet", kubelet_flags(host), doc + "kubelet/", after,
+                          requires=["containerd.service"])),
+            HostFile(PROXY_CONFIG, yaml.safe_dump(kube_proxy_config(s), sort_keys=False)),
+            HostFile("/etc/kubernetes/kube-proxy.conf",
+                     kubeconfig(CLUSTER_NAME, s.api_endpoint, ca, "system:kube-proxy", proxy.cert_pem,
+                                proxy.key_pem), "0600", secret=True),
+            HostFile(f"{UNITS}/kube-proxy.service",
+                     unit("Kubernetes network proxy", f"{BIN}/kube-proxy", kube_proxy_flags(host),
+                          doc + "kube-proxy/")),
+        ]
+        step_id = f"{host.name}-kubelet"
+        kubelet_paths = [KUBELET_CONFIG, "/etc/kubernetes/kubelet.conf", f"{PKI}/kubelet.crt", f"{PKI}/kubelet.key",
+                         f"{UNITS}/kubelet.service", f"{BIN}/kubelet"]
+        proxy_paths = [PROXY_CONFIG, "/etc/kubernetes/kube-proxy.conf", f"{UNITS}/kube-proxy.service",
+                       f"{BIN}/kube-proxy"]
+        script = artifacts.fetch_script(s, step_id, bins) + render(
+            "worker/kubelet.sh.j2", host=host.name, kubelet_paths=kubelet_paths, proxy_paths=proxy_paths)
+        delete = render("worker/kubelet_undo.sh.j2") + artifacts.cleanup_script(s, step_id, bins)
+        uploads = artifacts.uploads(s, f"{host.name}-kubelet", self.connection, bins, self)
+        return self._step("kubelet", script, delete, files, deps + uploads)
+
+    def _node(self, kubelet: HostStep) -> HostStep:
+        """Runs on the drain host (first control-plane host): its stored connection is what the delete uses."""
+        s, host, cp = self.args.settings, self.args.host, self.args.drain_host
+        return HostStep(
+            f"{host.name}-node",
+            HostStepArgs(host=cp.name, connection=host_connection(s, cp, self.args.ssh_private_key),
+                         script=render("node/register.sh.j2", node=host.name, labels=node_labels(host)),
+                         delete_script=render("node/drain.sh.j2", node=host.name), use_sudo=needs_sudo(s, cp)),
+            opts=step_opts(self, [kubelet.command]),
+        )

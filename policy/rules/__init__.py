@@ -1,0 +1,1 @@
+"""Policy rules: plain modules, importable as `rules.*` (pack) and `policy.rules.*` (program, tests)."""

@@ -1,0 +1,204 @@
+"""Zones and host firewalls: rules 1-4.
+
+They read `containercloud:net:HostFirewall` props (config-derived, known at preview):
+`{host, zone, address, roles, defaultPolicy, rules: [{port, protocol, sources, purpose, source}],
+ruleset, publicPorts, zones: {name: cidr}, inventory: [{name, address, zone, roles}], ports}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .common import (
+    HOST_FIREWALL,
+    HOST_STEP,
+    REMOTE_COMMAND,
+    Network,
+    as_int,
+    get,
+    is_any,
+    items,
+    network,
+    overlaps,
+    port_bounds,
+)
+from .ports import NODE_ROLES, Flow, destination_applies, dmz_to_inside_flows, resolve_port
+
+Report = Callable[..., None]
+
+INSIDE = "inside"
+DMZ = "dmz"
+ETCD_PORTS = (2379, 2380)
+
+
+def _rules(props: Any) -> list[dict[str, Any]]:
+    out = []
+    for rule in items(get(props, "rules")):
+        out.append({
+            "port": get(rule, "port"),
+            "protocol": get(rule, "protocol", default="tcp"),
+            "sources": [s for s in items(get(rule, "sources")) if isinstance(s, str)],
+            "purpose": get(rule, "purpose", default=""),
+        })
+    return out
+
+
+def _inventory(props: Any) -> list[dict[str, Any]]:
+    hosts = []
+    for h in items(get(props, "inventory")):
+        hosts.append({
+            "name": get(h, "name"),
+            "address": get(h, "address"),
+            "zone": get(h, "zone"),
+            "roles": [r for r in items(get(h, "roles")) if isinstance(r, str)],
+        })
+    return hosts
+
+
+def _addresses_with(inventory: list[dict[str, Any]], *roles: str) -> set[str]:
+    return {h["address"] for h in inventory if set(roles) & set(h["roles"]) and isinstance(h["address"], str)}
+
+
+def _within(net: Network, addresses: set[str]) -> bool:
+    """Every address of `net` is one of `addresses` (a /32 of a member, or a small block of members)."""
+    if net.num_addresses > 1024:
+        return False
+    return all(str(a) in addresses for a in net)
+
+
+def _public_ports(props: Any) -> set[int]:
+    """The ports the stack declares public (publicPorts): open to any source, DMZ included."""
+    return {p for p in (as_int(v) for v in items(get(props, "publicPorts"))) if p is not None}
+
+
+def _all_public(port: Any, public: set[int]) -> bool:
+    bounds = port_bounds(port)
+    return bounds is not None and all(p in public for p in range(bounds[0], bounds[1] + 1))
+
+
+def _describe(props: Any, rule: dict[str, Any]) -> str:
+    return f"{get(props, 'host')}: {rule['port']}/{rule['protocol']} ({rule['purpose']})"
+
+
+# --- 1. zone matrix -----------------------------------------------------------------------------
+
+
+def _crossing_allowed(flow: Flow, rule: dict[str, Any], roles: list[str], ports: Any,
+                      dmz_sources: list[Network], nodes: set[str]) -> bool:
+    if not destination_applies(flow.destination, roles) or flow.protocol != rule["protocol"]:
+        return False
+    if port_bounds(resolve_port(flow.port, dict(ports or {}))) != port_bounds(rule["port"]):
+        return False
+    if flow.dmz_to_inside == "nodes":
+        return all(_within(n, nodes) for n in dmz_sources)
+    return True
+
+
+def validate_zone_matrix(args: Any, report: Report) -> None:
+    """No flow from DMZ to INSIDE but those the catalogue allows (API, Rancher, overlay between nodes)."""
+    if args.resource_type != HOST_FIREWALL or get(args.props, "zone") != INSIDE:
+        return
+    props = args.props
+    dmz = network(get(props, "zones", DMZ))
+    if dmz is None:
+        report(f"{get(props, 'host')}: the firewall props carry no DMZ zone CIDR; the zone matrix cannot be checked")
+        return
+    roles = [r for r in items(get(props, "roles")) if isinstance(r, str)]
+    nodes = _addresses_with(_inventory(props), *NODE_ROLES)
+    public = _public_ports(props)
+    allowed = dmz_to_inside_flows()
+    for rule in _rules(props):
+        nets = [n for n in (network(s) for s in rule["sources"]) if n is not None]
+        dmz_sources = [n for n in nets if overlaps(n, dmz)]
+        if not dmz_sources or _all_public(rule["port"], public):
+            continue
+        if not any(_crossing_allowed(f, rule, roles, get(props, "ports"), dmz_sources, nodes) for f in allowed):
+            report(
+                f"{_describe(props, rule)} is open to DMZ sources {', '.join(map(str, dmz_sources))}; from DMZ "
+                "to INSIDE only the API port (control plane), 443 (Rancher) and the flannel VXLAN port "
+                "(between cluster nodes) may pass"
+            )
+
+
+# --- 2. etcd ports --------------------------------------------------------------------------------
+
+
+def validate_etcd_ports(args: Any, report: Report) -> None:
+    """etcd client and peer ports (2379, 2380) only from etcd members and control-plane hosts."""
+    if args.resource_type != HOST_FIREWALL:
+        return
+    props = args.props
+    allowed = _addresses_with(_inventory(props), "etcd", "control-plane")
+    for rule in _rules(props):
+        if rule["protocol"] != "tcp":
+            continue
+        bounds = port_bounds(rule["port"])
+        if bounds is None or not any(bounds[0] <= p <= bounds[1] for p in ETCD_PORTS):
+            continue
+        bad = [s for s in rule["sources"] if (n := network(s)) is None or not _within(n, allowed)]
+        if bad:
+            report(
+                f"{_describe(props, rule)} opens etcd to {', '.join(bad)}; etcd 2379/2380 accept only etcd "
+                f"members and control-plane hosts ({', '.join(sorted(allowed)) or 'none declared'})"
+            )
+
+
+# --- 3. no any-source on INSIDE ---------------------------------------------------------------------
+
+
+def validate_no_any_source(args: Any, report: Report) -> None:
+    """No 0.0.0.0/0 or ::/0 rule on an INSIDE host except the stack's publicPorts."""
+    if args.resource_type != HOST_FIREWALL or get(args.props, "zone") != INSIDE:
+        return
+    props = args.props
+    public = _public_ports(props)
+    for rule in _rules(props):
+        nets = [n for n in (network(s) for s in rule["sources"]) if n is not None]
+        if any(is_any(n) for n in nets) and not _all_public(rule["port"], public):
+            report(
+                f"{_describe(props, rule)} is open to any source on INSIDE host; declare the port in "
+                f"publicPorts (now {sorted(public)}) or name the source networks"
+            )
+
+
+# --- 4. every host firewalled, default drop ---------------------------------------------------------
+
+
+def validate_default_drop(args: Any, report: Report) -> None:
+    """A HostFirewall drops by default, and its ruleset says so."""
+    if args.resource_type != HOST_FIREWALL:
+        return
+    props = args.props
+    host = get(props, "host")
+    if get(props, "defaultPolicy") != "drop":
+        report(f"{host}: defaultPolicy is {get(props, 'defaultPolicy')!r}; the input policy must be drop")
+    ruleset = get(props, "ruleset", default="")
+    if not isinstance(ruleset, str) or "hook input" not in ruleset or "policy drop;" not in ruleset:
+        report(f"{host}: the rendered ruleset has no input chain with policy drop")
+
+
+def validate_every_host_firewalled(args: Any, report: Report) -> None:
+    """Every host of the inventory, and every host the stack configures over SSH, has a HostFirewall."""
+    firewalls = [r for r in args.resources if r.resource_type == HOST_FIREWALL]
+    names = {get(r.props, "host"): r for r in firewalls}
+    addresses = {get(r.props, "address"): r for r in firewalls}
+    expected_names: set[str] = set()
+    for fw in firewalls:
+        expected_names |= {h["name"] for h in _inventory(fw.props) if isinstance(h["name"], str)}
+    expected_names |= {
+        host for r in args.resources if r.resource_type == HOST_STEP
+        if isinstance(host := get(r.props, "host"), str)
+    }
+    ssh_targets = {
+        (addr, r.urn) for r in args.resources if r.resource_type == REMOTE_COMMAND
+        if isinstance(addr := get(r.props, "connection", "host"), str)
+    }
+    for name in sorted(expected_names - set(names)):
+        report(f"host {name} has no HostFirewall (containercloud:net:HostFirewall)")
+    for addr, urn in sorted(ssh_targets):
+        if addr not in addresses and addr not in names:
+            report(f"SSH target {addr} has no HostFirewall", urn)
+    for fw in firewalls:
+        if get(fw.props, "defaultPolicy") != "drop":
+            report(f"host {get(fw.props, 'host')}: HostFirewall default policy is not drop", fw.urn)

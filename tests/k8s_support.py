@@ -1,0 +1,124 @@
+"""Helpers for the Kubernetes tests: read what the program registered (steps, files, commands)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from tests.harness.runner import PLACEHOLDER_PREFIX, ProgramRun
+
+K8S_TYPES = ("containercloud:k8s:ControlPlane", "containercloud:k8s:WorkerNode")
+COMMAND = "command:remote:Command"
+STEP = "containercloud:host:HostStep"
+_WRAPPED = re.compile(r"<<'CC_STEP_EOF'\n(.*)\nCC_STEP_EOF\n", re.S)
+
+
+@dataclass
+class Step:
+    name: str
+    host: str
+    urn: str
+    files: dict[str, str]  # path -> content (secrets unwrapped)
+    secret_paths: set[str]
+    modes: dict[str, str]
+    command: dict[str, Any]  # plain inputs of the remote.Command
+    command_urn: str
+    dependencies: list[str]
+
+
+def k8s_steps(run: ProgramRun) -> list[Step]:
+    """Every HostStep created under ControlPlane / WorkerNode."""
+    out = []
+    for reg in run.of_type(STEP):
+        if not any(t in reg.urn for t in K8S_TYPES):
+            continue
+        props = reg.plain_inputs
+        children = [c for c in run.children_of(reg.urn) if c.type == COMMAND]
+        assert len(children) == 1, reg.urn
+        cmd = children[0]
+        out.append(Step(
+            name=reg.name, host=props["host"], urn=reg.urn,
+            files={f["path"]: f["content"] for f in props["files"]},
+            secret_paths={f["path"] for f in props["files"] if f["secret"]},
+            modes={f["path"]: f["mode"] for f in props["files"]},
+            command=cmd.plain_inputs, command_urn=cmd.urn, dependencies=cmd.dependencies,
+        ))
+    return out
+
+
+def files_by_host(run: ProgramRun) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for step in k8s_steps(run):
+        out[step.host].update(step.files)
+    return out
+
+
+def step(run: ProgramRun, name: str) -> Step:
+    found = [s for s in k8s_steps(run) if s.name == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def inner_script(wrapper: str) -> str:
+    m = _WRAPPED.search(wrapper)
+    assert m, wrapper[:200]
+    return m.group(1) + "\n"
+
+
+def unit_exec(unit: str) -> tuple[str, dict[str, str]]:
+    """(binary, {flag: value}) of the unit's ExecStart (continuation lines joined)."""
+    text = unit.replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))
+    words = line[len("ExecStart="):].split()
+    flags: dict[str, str] = {}
+    for w in words[1:]:
+        assert w.startswith("--") and "=" in w, w
+        k, v = w[2:].split("=", 1)
+        assert k not in flags, f"flag {k} twice"
+        flags[k] = v
+    return words[0], flags
+
+
+def secret_strings(run: ProgramRun) -> list[str]:
+    """Every private key, generated password and placeholder secret of the run."""
+    values: list[str] = []
+    for reg in run.registrations:
+        out = reg.outputs
+        for key in ("privateKeyPem", "privateKeyPemPkcs8", "privateKeyOpenssh", "result"):
+            v = out.get(key)
+            if isinstance(v, dict):
+                v = v.get("value")
+            if isinstance(v, str) and v:
+                if key == "result" and "random" not in reg.type:
+                    continue
+                values.append(v)
+    values += [v for v in run.config.values() if PLACEHOLDER_PREFIX in v]
+    return values
+
+
+def command_graph(run: ProgramRun) -> dict[str, list[str]]:
+    """remote.Command URN -> the remote.Command URNs it depends on."""
+    cmds = {r.urn for r in run.of_type(COMMAND)}
+    return {r.urn: [d for d in r.dependencies if d in cmds] for r in run.of_type(COMMAND)}
+
+
+def longest_chain(graph: dict[str, list[str]]) -> list[str]:
+    memo: dict[str, list[str]] = {}
+
+    def chain(urn: str) -> list[str]:
+        if urn not in memo:
+            best: list[str] = []
+            for dep in graph[urn]:
+                c = chain(dep)
+                if len(c) > len(best):
+                    best = c
+            memo[urn] = best + [urn]
+        return memo[urn]
+
+    return max((chain(u) for u in graph), key=len, default=[])
+
+
+def short(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]

@@ -1,0 +1,156 @@
+"""HostFirewall: the catalogue, the per-host rules derived from it, the rendered ruleset and host scripts,
+and the README's port table."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.config import parse_settings
+from policy.rules.ports import FLOWS, PORT_SETTINGS, markdown_table
+from tests.harness import load_stack_config, run_program
+from tests.harness.runner import PROJECT, ProgramRun
+
+ROOT = Path(__file__).resolve().parents[1]
+FW = "containercloud:net:HostFirewall"
+
+
+@pytest.fixture(scope="module")
+def dev() -> ProgramRun:
+    run = run_program("dev")
+    assert run.error is None, run.error
+    return run
+
+
+@pytest.fixture(scope="module")
+def ha() -> ProgramRun:
+    run = run_program("ha")
+    assert run.error is None, run.error
+    return run
+
+
+def firewalls(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    return {r.plain_inputs["host"]: r.plain_inputs for r in run.of_type(FW)}
+
+
+def ports_of(props: dict[str, Any], protocol: str = "tcp") -> set[Any]:
+    return {r["port"] for r in props["rules"] if r["protocol"] == protocol}
+
+
+def sources(props: dict[str, Any], port: float, protocol: str = "tcp") -> set[str]:
+    return {s for r in props["rules"] if r["port"] == port and r["protocol"] == protocol for s in r["sources"]}
+
+
+def covered(address: str, nets: set[str]) -> bool:
+    return any(ipaddress.ip_address(address) in ipaddress.ip_network(n) for n in nets)
+
+
+def test_catalogue_reconciles_the_upstream_tables() -> None:
+    by_port = {f.port: f for f in FLOWS}
+    assert "controller-manager" in by_port[10257].purpose and "scheduler" in by_port[10259].purpose
+    assert by_port["flannelVxlanPort"].protocol == "udp" and PORT_SETTINGS["flannelVxlanPort"] == 8472
+    assert all(f.doc for f in FLOWS) and all(f.purpose for f in FLOWS)
+    external = {f.port for f in FLOWS if f.destination.startswith("external:")}
+    assert external == {5432, 6379, 2049}
+
+
+def test_readme_port_table_is_generated_from_the_catalogue() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"<!-- ports:begin -->\n(.*?)<!-- ports:end -->", readme, re.S)
+    assert section, "README.md lacks the ports markers"
+    assert section.group(1) == markdown_table(), "regenerate: python -m policy.rules.ports --markdown"
+
+
+def test_every_host_gets_one_firewall_with_the_contract(dev: ProgramRun, ha: ProgramRun) -> None:
+    for run, stack in ((dev, "dev"), (ha, "ha")):
+        settings = parse_settings({k.split(":", 1)[1]: v for k, v in load_stack_config(stack).values.items()
+                                   if k.startswith(f"{PROJECT}:")})
+        fws = firewalls(run)
+        assert set(fws) == {h.name for h in settings.hosts}
+        for h in settings.hosts:
+            props = fws[h.name]
+            assert {"host", "zone", "address", "roles", "defaultPolicy", "rules", "ruleset"} <= set(props)
+            assert (props["zone"], props["address"], props["roles"]) == (h.zone, h.address, h.roles)
+            assert props["defaultPolicy"] == "drop"
+            for rule in props["rules"]:
+                assert set(rule) == {"port", "protocol", "sources", "purpose", "source"}
+                assert all(ipaddress.ip_network(s) for s in rule["sources"])
+
+
+def test_dev_rules_follow_roles(dev: ProgramRun) -> None:
+    fws = firewalls(dev)
+    master, rancher, harbor, worker = fws["master-1"], fws["rancher-1"], fws["harbor-1"], fws["worker-1"]
+    assert ports_of(master) == {22, 6443, 2379, 2380, 10250}  # a (tainted) node too
+    assert ports_of(master, "udp") == {8472}
+    assert sources(master, 2379) == sources(master, 2380) == {"198.51.100.11/32"}
+    assert sources(master, 22) == {"198.51.100.5/32"}
+    assert ports_of(rancher) == {22, 443} and ports_of(harbor) == {22, 443}
+    assert ports_of(worker) == {22, 10250, "30000-32767"}
+    assert ports_of(worker, "udp") == {8472, "30000-32767"}
+    assert sources(worker, 8472, "udp") == {"198.51.100.11/32", "203.0.113.21/32", "203.0.113.22/32",
+                                            "203.0.113.23/32"}
+    assert sources(worker, 10250) == {"198.51.100.11/32", "10.244.0.0/16"}
+
+
+def test_ha_rules_use_bastion_and_load_balancers(ha: ProgramRun) -> None:
+    fws = firewalls(ha)
+    assert sources(fws["cp-1"], 22) == {"198.51.100.4/32"}
+    assert sources(fws["cp-2"], 2380) == {"198.51.100.11/32", "198.51.100.12/32", "198.51.100.13/32"}
+    assert covered("198.51.100.100", sources(fws["cp-1"], 6443))  # the API LB (inside the INSIDE /24 here)
+    assert "203.0.113.100/32" in sources(fws["harbor-2"], 443)  # the registry LB
+    overlay = sources(fws["rancher-1"], 8472, "udp")  # INSIDE node in the overlay with the DMZ workers
+    assert "203.0.113.25/32" in overlay and "198.51.100.22/32" in overlay
+
+
+def test_flannel_port_and_extra_rules_are_settings() -> None:
+    rule = {"hosts": ["registry", "worker-1"], "port": "9000-9001", "protocol": "tcp",
+            "sources": ["198.51.100.0/24"], "purpose": "metrics scrape"}
+    run = run_program("dev", {"flannelVxlanPort": 4789, "firewallExtraRules": [rule]})
+    assert run.error is None, run.error
+    fws = firewalls(run)
+    assert ports_of(fws["worker-2"], "udp") == {4789, "30000-32767"}
+    assert "udp dport 4789 accept" in fws["worker-2"]["ruleset"] and "dport 8472" not in fws["worker-2"]["ruleset"]
+    for host in ("harbor-1", "worker-1"):
+        extra = [r for r in fws[host]["rules"] if r["source"] == "firewallExtraRules[0]"]
+        assert extra and extra[0]["port"] == "9000-9001"
+        assert "tcp dport 9000-9001 accept" in fws[host]["ruleset"]
+    assert "9000-9001" not in fws["worker-2"]["ruleset"]
+
+
+def test_ruleset_renders_every_rule(dev: ProgramRun) -> None:
+    for host, props in firewalls(dev).items():
+        text = props["ruleset"]
+        assert text.count("table inet containercloud") == 3  # create, delete, define: one atomic replace
+        assert "policy drop;" in text and 'iifname "lo" accept' in text and "ct state established,related" in text
+        assert "hook forward" not in text
+        for rule in props["rules"]:
+            port = int(rule["port"]) if isinstance(rule["port"], float) else rule["port"]
+            line = next((ln for ln in text.splitlines() if f"{rule['protocol']} dport {port} accept" in ln
+                         and all(s in ln for s in rule["sources"])), None)
+            assert line, f"{host}: {rule} not rendered"
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
+def test_host_scripts_pass_shellcheck(dev: ProgramRun, tmp_path: Path) -> None:
+    cmd = dev.named("master-1-firewall", "command:remote:Command").plain_inputs
+    for key in ("create", "delete"):
+        path = tmp_path / f"{key}.sh"
+        path.write_text(cmd[key])
+        done = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout
+    step = dev.named("master-1-firewall", "containercloud:host:HostStep").plain_inputs
+    for key in ("script", "deleteScript"):
+        path = tmp_path / f"{key}.sh"
+        path.write_text("#!/usr/bin/env bash\nchanged() { :; }\n" + step[key])
+        done = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout
+    assert "nft -f /etc/containercloud/firewall.nft" in step["script"]
+    assert "nft delete table inet containercloud" in step["deleteScript"]
+    files = {f["path"]: f for f in step["files"]}
+    assert files["/etc/containercloud/firewall.nft"]["content"] == firewalls(dev)["master-1"]["ruleset"]

@@ -1,0 +1,258 @@
+"""Each policy against compliant and non-compliant props, called directly (props proxied as the SDK does)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+from policy.rules import credentials, hardening, network, pki, rbac
+from policy.rules.common import HOST_FIREWALL, HOST_STEP, REMOTE_COMMAND
+
+FW = HOST_FIREWALL
+INVENTORY: list[dict[str, Any]] = [
+    {"name": "rancher-1", "address": "198.51.100.10", "zone": "inside", "roles": ["rancher"]},
+    {"name": "master-1", "address": "198.51.100.11", "zone": "inside", "roles": ["etcd", "control-plane"]},
+    {"name": "edge-1", "address": "198.51.100.30", "zone": "inside", "roles": ["worker"]},
+    {"name": "worker-1", "address": "203.0.113.21", "zone": "dmz", "roles": ["worker"]},
+]
+ZONES = {"inside": "198.51.100.0/24", "dmz": "203.0.113.0/24"}
+PORTS = {"sshPort": 22.0, "apiServerPort": 6443.0, "flannelVxlanPort": 8472.0, "nodePortRange": "30000-32767"}
+RULESET = "table inet containercloud {\n chain input {\n  type filter hook input priority filter; policy drop;\n }\n}\n"
+
+
+def firewall(host: str, rules: list[dict[str, Any]], public: list[float] | None = None) -> dict[str, Any]:
+    h = next(i for i in INVENTORY if i["name"] == host)
+    return {"host": host, "zone": h["zone"], "address": h["address"], "roles": h["roles"], "defaultPolicy": "drop",
+            "rules": rules, "ruleset": RULESET, "publicPorts": public or [], "zones": ZONES,
+            "inventory": INVENTORY, "ports": PORTS}
+
+
+def rule(port: Any, sources: list[str], protocol: str = "tcp") -> dict[str, Any]:
+    return {"port": port, "protocol": protocol, "sources": sources, "purpose": "test", "source": "test"}
+
+
+def run(fn: Callable[..., None], typ: str, props: dict[str, Any], name: str = "r") -> list[str]:
+    found: list[str] = []
+    opts = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+    args = ResourceValidationArgs(typ, unknown_checking_proxy(props), f"urn:pulumi:dev::p::{typ}::{name}", name,
+                                  opts, None)
+    fn(args, lambda message, urn=None: found.append(message))
+    return found
+
+
+# --- 1. zone matrix -----------------------------------------------------------------------------------------
+
+MASTER_OK = [rule(22.0, ["198.51.100.5/32"]), rule(6443.0, ["198.51.100.10/32", "203.0.113.21/32"]),
+             rule(2379.0, ["198.51.100.11/32"]), rule(2380, ["198.51.100.11/32"])]
+
+
+def test_zone_matrix_allows_the_catalogue_crossings() -> None:
+    assert run(network.validate_zone_matrix, FW, firewall("master-1", MASTER_OK)) == []
+    assert run(network.validate_zone_matrix, FW, firewall("rancher-1", [rule(443, ["203.0.113.0/24"])])) == []
+    overlay = rule(8472.0, ["198.51.100.30/32", "203.0.113.21/32"], "udp")
+    assert run(network.validate_zone_matrix, FW, firewall("edge-1", [overlay])) == []
+
+
+@pytest.mark.parametrize("host,bad", [
+    ("master-1", rule(2379, ["203.0.113.0/24"])),
+    ("master-1", rule(22, ["203.0.113.21/32"])),
+    ("rancher-1", rule(6443, ["203.0.113.21/32"])),  # not a control-plane host
+    ("edge-1", rule(8472, ["203.0.113.0/24"], "udp")),  # overlay from the whole DMZ, not just nodes
+    ("edge-1", rule(10250, ["0.0.0.0/0"])),
+])
+def test_zone_matrix_refuses_other_dmz_flows(host: str, bad: dict[str, Any]) -> None:
+    problems = run(network.validate_zone_matrix, FW, firewall(host, [bad]))
+    assert len(problems) == 1 and "DMZ" in problems[0]
+
+
+def test_zone_matrix_ignores_dmz_hosts_and_public_ports() -> None:
+    assert run(network.validate_zone_matrix, FW, firewall("worker-1", [rule(2379, ["0.0.0.0/0"])])) == []
+    public = firewall("rancher-1", [rule(8443, ["0.0.0.0/0"])], public=[8443.0])
+    assert run(network.validate_zone_matrix, FW, public) == []
+
+
+# --- 2. etcd -------------------------------------------------------------------------------------------------
+
+
+def test_etcd_ports_only_from_members_and_control_plane() -> None:
+    assert run(network.validate_etcd_ports, FW, firewall("master-1", MASTER_OK)) == []
+    for bad in (rule(2379, ["198.51.100.10/32"]), rule(2380.0, ["198.51.100.0/24"]),
+                rule("2000-3000", ["203.0.113.21/32"]), rule(2379, ["0.0.0.0/0"])):
+        assert len(run(network.validate_etcd_ports, FW, firewall("master-1", MASTER_OK + [bad]))) == 1, bad
+    assert run(network.validate_etcd_ports, FW, firewall("master-1", [rule(2379, ["x"])]))  # unparsable source
+
+
+# --- 3. any-source -------------------------------------------------------------------------------------------
+
+
+def test_no_any_source_on_inside_unless_public() -> None:
+    open_all = [rule(8443, ["0.0.0.0/0"])]
+    assert run(network.validate_no_any_source, FW, firewall("rancher-1", open_all))
+    assert run(network.validate_no_any_source, FW, firewall("rancher-1", [rule(443, ["::/0"])]))
+    assert run(network.validate_no_any_source, FW, firewall("rancher-1", open_all, public=[8443.0])) == []
+    assert run(network.validate_no_any_source, FW, firewall("rancher-1", [rule("8443-8444", ["0.0.0.0/0"])],
+                                                            public=[8443])), "a range needs every port public"
+    assert run(network.validate_no_any_source, FW, firewall("worker-1", open_all)) == []
+
+
+# --- 4. every host firewalled -----------------------------------------------------------------------------------
+
+
+def test_default_drop() -> None:
+    assert run(network.validate_default_drop, FW, firewall("master-1", MASTER_OK)) == []
+    accept = firewall("master-1", MASTER_OK) | {"defaultPolicy": "accept"}
+    assert run(network.validate_default_drop, FW, accept)
+    no_drop = firewall("master-1", MASTER_OK) | {"ruleset": RULESET.replace("policy drop;", "policy accept;")}
+    assert run(network.validate_default_drop, FW, no_drop)
+
+
+def _stack(resources: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = []
+    opts = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+    res = [PolicyResource(t, unknown_checking_proxy(p), f"urn::{t}::{n}", n, opts, None, None, [], {})
+           for t, n, p in resources]
+    network.validate_every_host_firewalled(StackValidationArgs(res), lambda m, urn=None: found.append((m, urn)))
+    return found
+
+
+def test_every_host_firewalled() -> None:
+    all_fw = [(FW, f"{h['name']}-firewall", firewall(h["name"], [])) for h in INVENTORY]
+    ssh = (REMOTE_COMMAND, "worker-1-step", {"connection": {"host": "203.0.113.21"}})
+    assert _stack(all_fw + [ssh]) == []
+    missing = _stack([r for r in all_fw if r[1] != "worker-1-firewall"] + [ssh])
+    assert any("worker-1" in m for m, _ in missing) and any("203.0.113.21" in m for m, _ in missing)
+    stray = _stack(all_fw + [(REMOTE_COMMAND, "x", {"connection": {"host": "203.0.113.99"}})])
+    assert len(stray) == 1 and stray[0][1] == f"urn::{REMOTE_COMMAND}::x"
+    steps_only = _stack([(HOST_STEP, "s", {"host": "harbor-1"})])
+    assert steps_only == [("host harbor-1 has no HostFirewall (containercloud:net:HostFirewall)", None)]
+
+
+# --- 5. apiserver ----------------------------------------------------------------------------------------------
+
+FLAGS = {"anonymous-auth": "false", "authorization-mode": "Node,RBAC", "service-node-port-range": "30000-32767",
+         "secure-port": "6443"}
+CP = "containercloud:k8s:ControlPlane"
+
+
+def test_apiserver_hardening() -> None:
+    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS, "nodePortRange": "30000-32767"}) == []
+    for change in ({"anonymous-auth": "true"}, {"authorization-mode": "AlwaysAllow"}, {"authorization-mode": "RBAC"},
+                   {"insecure-port": "8080"}, {"basic-auth-file": "/etc/k/basic.csv"},
+                   {"token-auth-file": "/etc/k/tokens.csv"}, {"service-node-port-range": "80-65535"}):
+        assert len(run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | change})) == 1, change
+    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | {"insecure-port": "0"}}) == []
+    flags = {k: v for k, v in FLAGS.items() if k != "anonymous-auth"}
+    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": flags}), "unset anonymous-auth defaults to true"
+    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS, "nodePortRange": "80-65535"})
+    assert run(hardening.validate_apiserver, CP, {})
+
+
+# --- 6. kubelet ----------------------------------------------------------------------------------------------------
+
+KUBELET: dict[str, Any] = {"authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
+           "authorization": {"mode": "Webhook"}, "readOnlyPort": 0.0}
+WN = "containercloud:k8s:WorkerNode"
+
+
+def test_kubelet_hardening() -> None:
+    assert run(hardening.validate_kubelet, WN, {"kubeletConfig": KUBELET}) == []
+    for path, value in ((("authentication", "anonymous", "enabled"), True),
+                        (("authentication", "webhook", "enabled"), False),
+                        (("authorization", "mode"), "AlwaysAllow"), (("readOnlyPort",), 10255.0)):
+        bad = copy.deepcopy(KUBELET)
+        target: Any = bad
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        assert len(run(hardening.validate_kubelet, WN, {"kubeletConfig": bad})) == 1, path
+    assert run(hardening.validate_kubelet, WN, {})
+
+
+# --- 7. registry ----------------------------------------------------------------------------------------------------
+
+
+def test_registry_https_only() -> None:
+    ok = {"https": True, "hostname": "harbor-1", "script": '{"insecure-registries": []}'}
+    assert run(hardening.validate_registry_https, "containercloud:registry:Harbor", ok) == []
+    assert run(hardening.validate_registry_https, "containercloud:registry:Harbor", ok | {"https": False})
+    assert run(hardening.validate_registry_https, WN, {"insecureRegistries": [], "kubeletConfig": KUBELET}) == []
+    assert run(hardening.validate_registry_https, WN, {"insecureRegistries": ["harbor-1:443"]})
+    for text in ('{"insecure-registries": ["harbor-1:5000"]}', "dockerd --insecure-registry harbor-1:5000",
+                 "insecure_registries = [\"harbor-1\"]", "[plugins.x.configs.\"harbor-1\".tls]\n"
+                 "  insecure_skip_verify = true"):
+        assert run(hardening.validate_registry_https, "command:remote:Command", {"create": text}), text
+    rancher = "containercloud:rancher:RancherServer"
+    assert run(hardening.validate_registry_https, rancher, {"systemDefaultRegistry": "http://harbor-1"})
+    assert run(hardening.validate_registry_https, rancher, {"systemDefaultRegistry": "harbor-1"}) == []
+
+
+# --- 8. credentials -------------------------------------------------------------------------------------------------
+
+RP = credentials.RANDOM_PASSWORD
+
+
+def test_no_default_or_weak_credentials() -> None:
+    assert run(credentials.validate_credentials, RP, {"length": 32.0, "special": False}) == []
+    assert run(credentials.validate_credentials, RP, {"length": 8.0})
+    comp = "containercloud:rancher:RancherServer"
+    assert run(credentials.validate_credentials, comp, {"bootstrapPassword": "admin"})
+    assert run(credentials.validate_credentials, comp, {"db": {"password": "short-pass"}})
+    assert run(credentials.validate_credentials, comp, {"adminPassword": "[secret]"}) == []
+    assert run(credentials.validate_credentials, comp, {"adminPassword": "x" * 24}) == []
+    assert run(credentials.validate_credentials, comp, {"adminPassword": UNKNOWN_STRING_VALUE}) == []
+    for text in ("harbor_admin_password: Harbor12345\n", "docker run -e CATTLE_BOOTSTRAP_PASSWORD=admin rancher",
+                 "login --password changeme"):
+        assert run(credentials.validate_credentials, "command:remote:Command", {"create": text}), text
+    assert run(credentials.validate_credentials, "command:remote:Command",
+               {"create": "harbor_admin_password: $(cat /etc/x/admin.password)\n"}) == []
+
+
+# --- 9. pki ----------------------------------------------------------------------------------------------------------
+
+
+def test_pki_key_strength_and_validity() -> None:
+    key = pki.PRIVATE_KEY
+    assert run(pki.validate_pki, key, {"algorithm": "RSA", "rsaBits": 2048.0}) == []
+    assert run(pki.validate_pki, key, {"algorithm": "RSA", "rsaBits": 1024.0})
+    assert run(pki.validate_pki, key, {"algorithm": "ECDSA"}), "the provider's default curve is P224"
+    assert run(pki.validate_pki, key, {"algorithm": "ECDSA", "ecdsaCurve": "P256"}) == []
+    ca = {"isCaCertificate": True, "validityPeriodHours": 87600.0}
+    assert run(pki.validate_pki, pki.SELF_SIGNED, ca) == []
+    assert run(pki.validate_pki, pki.SELF_SIGNED, ca | {"validityPeriodHours": 175200.0})
+    assert run(pki.validate_leaf_validity, pki.LOCALLY_SIGNED, {"validityPeriodHours": 8760.0}) == []
+    assert run(pki.validate_leaf_validity, pki.LOCALLY_SIGNED, {"validityPeriodHours": 26280.0})
+
+
+def test_pki_system_masters_and_usages() -> None:
+    csr = {"subject": {"commonName": "kubernetes-admin", "organization": "system:masters"}}
+    assert run(pki.validate_pki, pki.CERT_REQUEST, csr, name="admin-csr") == []
+    assert run(pki.validate_pki, pki.CERT_REQUEST, csr, name="team-payments-csr")
+    team = "containercloud:k8s:TeamAccess"
+    assert run(pki.validate_pki, team, {"organization": "team:payments"}) == []
+    assert run(pki.validate_pki, team, {"organization": "system:masters"})
+    server = {"name": "kube-apiserver", "kind": "server", "usages": ["digital_signature", "server_auth"]}
+    props = {"keyAlgorithm": "RSA", "rsaBits": 2048.0, "caValidityHours": 87600.0, "certificates": [server]}
+    assert run(pki.validate_pki, "containercloud:pki:ClusterPki", props) == []
+    no_server_auth = props | {"certificates": [server | {"usages": ["digital_signature", "client_auth"]}]}
+    assert run(pki.validate_pki, "containercloud:pki:ClusterPki", no_server_auth)
+    masters = props | {"certificates": [{"name": "ops", "kind": "client", "usages": ["client_auth"],
+                                         "organization": "system:masters"}]}
+    assert run(pki.validate_pki, "containercloud:pki:ClusterPki", masters)
+
+
+# --- 10. rbac ---------------------------------------------------------------------------------------------------------
+
+
+def test_rbac_no_anonymous_bindings() -> None:
+    crb = rbac.BINDING_TYPES[1]
+    ok = {"roleRef": {"name": "view"}, "subjects": [{"kind": "Group", "name": "team:analytics"}]}
+    assert run(rbac.validate_rbac, crb, ok) == []
+    for name in rbac.FORBIDDEN_SUBJECTS:
+        bad = {"roleRef": {"name": "view"}, "subjects": [{"kind": "Group", "name": name}]}
+        assert run(rbac.validate_rbac, crb, bad) and run(rbac.validate_rbac, rbac.BINDING_TYPES[0], bad)

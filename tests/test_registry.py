@@ -1,0 +1,299 @@
+"""Issue 5: Harbor (single and HA), registry trust, image mirror — under the harness, dev and ha stacks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import artifacts, docker_engine
+from components.config import parse_settings
+from tests.harness.mocks import unwrap
+from tests.harness.runner import ROOT, ProgramRun, load_stack_config, run_program
+
+REGISTRY = "containercloud:registry:Harbor"
+STEP = "containercloud:host:HostStep"
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture(scope="module")
+def dev() -> ProgramRun:
+    run = run_program("dev")
+    assert run.error is None, run.error
+    return run
+
+
+@pytest.fixture(scope="module")
+def ha() -> ProgramRun:
+    run = run_program("ha")
+    assert run.error is None, run.error
+    return run
+
+
+def step_files(run: ProgramRun, name: str) -> dict[str, dict[str, Any]]:
+    return {f["path"]: f for f in run.named(name, STEP).plain_inputs["files"]}
+
+
+def step_file_secret(run: ProgramRun, name: str, path: str) -> bool:
+    files = run.named(name, STEP).inputs["files"]
+    entry = next(f for f in files if f["path"] == path)
+    return bool(entry["secret"]) and isinstance(entry["content"], dict) and "value" in entry["content"]
+
+
+def full_script(run: ProgramRun, name: str, key: str = "create") -> str:
+    """The step script the wrapper writes on the host (inside its quoted heredoc)."""
+    text = run.named(name, COMMAND).plain_inputs[key]
+    return text.split("<<'CC_STEP_EOF'\n", 1)[1].split("\nCC_STEP_EOF\n", 1)[0] + "\n"
+
+
+def harbor_yml(run: ProgramRun, host: str) -> dict[str, Any]:
+    files = step_files(run, f"{host}-harbor")
+    path = next(p for p in files if p.endswith("/harbor.yml"))
+    return yaml.safe_load(files[path]["content"])
+
+
+def openssl_verify(tmp_path: Path, ca: str, cert: str, hostname: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "ca.pem").write_text(ca)
+    (tmp_path / "cert.pem").write_text(cert)
+    return subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca.pem"), "-verify_hostname", hostname,
+                           str(tmp_path / "cert.pem")], capture_output=True, text=True)
+
+
+def settings_of(stack: str):  # type: ignore[no-untyped-def]
+    cfg = load_stack_config(stack)
+    return parse_settings({k.split(":", 1)[1]: v for k, v in cfg.values.items()})
+
+
+# --- harbor.yml -------------------------------------------------------------------------------------
+
+def test_single_harbor_yml_is_https_with_our_cert_and_generated_passwords(dev: ProgramRun, tmp_path: Path) -> None:
+    cfg = harbor_yml(dev, "harbor-1")
+    files = step_files(dev, "harbor-1-harbor")
+    assert cfg["hostname"] == "harbor-1"
+    assert cfg["http"] == {"port": 80}
+    assert cfg["https"]["port"] == 443
+    cert, key = cfg["https"]["certificate"], cfg["https"]["private_key"]
+    assert files[key]["mode"] == "0600" and step_file_secret(dev, "harbor-1-harbor", key)
+    ca = dev.outputs["kubernetesCaCertificate"]
+    result = openssl_verify(tmp_path, ca, files[cert]["content"], "harbor-1")
+    assert result.returncode == 0, result.stderr
+    assert openssl_verify(tmp_path, ca, files[cert]["content"], "rancher-1").returncode != 0
+    password = cfg["harbor_admin_password"]
+    assert password == dev.outputs["registryAdminPassword"]
+    assert len(password) >= 24 and password != "Harbor12345"
+    assert len(cfg["database"]["password"]) >= 24 and cfg["database"]["password"] != "root123"
+    assert "external_database" not in cfg and "external_redis" not in cfg
+    assert cfg["data_volume"] == "/data/harbor"
+    assert cfg["log"]["local"]["rotate_count"] > 0 and cfg["jobservice"]["max_job_workers"] > 0
+    assert cfg["trivy"]["skip_update"] is True and cfg["trivy"]["offline_scan"] is True
+
+
+def test_harbor_yml_is_a_secret_0600_file(dev: ProgramRun) -> None:
+    files = step_files(dev, "harbor-1-harbor")
+    path = next(p for p in files if p.endswith("/harbor.yml"))
+    assert files[path]["mode"] == "0600"
+    assert step_file_secret(dev, "harbor-1-harbor", path)
+    assert dev.named("harbor-1-harbor", COMMAND).input_is_secret("stdin")
+    assert "registryAdminPassword" in dev.secret_outputs
+
+
+def test_ha_harbor_yml_uses_external_services_and_shared_storage(ha: ProgramRun) -> None:
+    s = settings_of("ha")
+    cfgs = [harbor_yml(ha, h.name) for h in s.registry_hosts]
+    assert len(cfgs) == 2 and cfgs[0] == cfgs[1]
+    cfg = cfgs[0]
+    assert cfg["hostname"] == "harbor.corp.example"
+    assert "database" not in cfg
+    db = cfg["external_database"]["harbor"]
+    assert (db["host"], db["port"]) == ("203.0.113.50", 5432)
+    assert db["password"].startswith("PLACEHOLDER-SECRET:registryDatabasePassword")
+    assert cfg["external_redis"]["host"] == "203.0.113.51:6379"
+    assert cfg["external_redis"]["password"].startswith("PLACEHOLDER-SECRET:registryRedisPassword")
+    assert cfg["data_volume"] == s.registry_data_path
+    for h in s.registry_hosts:
+        storage = ha.named(f"{h.name}-registry-storage", STEP).plain_inputs["script"]
+        assert f"203.0.113.60:/export/harbor {s.registry_data_path} nfs " in storage
+        assert "umount" in ha.named(f"{h.name}-registry-storage", STEP).plain_inputs["deleteScript"]
+        harbor = ha.named(f"{h.name}-harbor", STEP)
+        storage_cmd = ha.named(f"{h.name}-registry-storage", COMMAND).urn
+        docker_cmd = ha.named(f"{h.name}-docker", COMMAND).urn
+        assert storage_cmd in harbor.dependencies and docker_cmd in harbor.dependencies
+
+
+def test_ha_instances_share_secret_key_and_token_cert(ha: ProgramRun, dev: ProgramRun, tmp_path: Path) -> None:
+    assert not [p for p in step_files(dev, "harbor-1-harbor") if "/secret/" in p]  # single: Harbor's own
+    a, b = step_files(ha, "harbor-1-harbor"), step_files(ha, "harbor-2-harbor")
+    for suffix in ("/secret/keys/secretkey", "/secret/core/private_key.pem", "/secret/registry/root.crt"):
+        path = next(p for p in a if p.endswith(suffix))
+        assert a[path]["content"] == b[path]["content"]
+    key = next(v["content"] for p, v in a.items() if p.endswith("/secretkey"))
+    assert len(key) == 16
+    token_cert = next(v["content"] for p, v in a.items() if p.endswith("/root.crt"))
+    ca = ha.outputs["kubernetesCaCertificate"]
+    (tmp_path / "ca.pem").write_text(ca)
+    (tmp_path / "token.pem").write_text(token_cert)
+    # signs tokens only: it must not pass as a TLS client or server of anything trusting the CA
+    for purpose in ("sslclient", "sslserver"):
+        out = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca.pem"), "-purpose", purpose,
+                              str(tmp_path / "token.pem")], capture_output=True, text=True)
+        assert out.returncode != 0
+
+    assert step_file_secret(ha, "harbor-1-harbor", next(p for p in a if p.endswith("/secretkey")))
+
+
+def test_props_carry_a_redacted_config_and_no_secret(dev: ProgramRun, ha: ProgramRun) -> None:
+    for run, mode in ((dev, "single"), (ha, "ha")):
+        props = run.of_type(REGISTRY)[0].plain_inputs
+        assert props["mode"] == mode and props["https"] is True
+        assert props["httpPort"] == 80 and props["httpsPort"] == 443 and props["adminPasswordLength"] >= 24
+        cfg = props["harborConfig"]
+        assert cfg["harbor_admin_password"] == "[secret]"
+        assert cfg["https"]["certificate"].endswith("tls.crt")
+        text = yaml.safe_dump(props)
+        assert run.outputs["registryAdminPassword"] not in text
+        assert "PLACEHOLDER-SECRET" not in text
+    assert ha.of_type(REGISTRY)[0].plain_inputs["harborConfig"]["external_database"]["harbor"]["password"] == "[secret]"
+
+
+# --- trust, projects, mirror ------------------------------------------------------------------------
+
+def test_docker_trusts_the_registry_ca_without_insecure_registry(dev: ProgramRun) -> None:
+    ca = dev.outputs["kubernetesCaCertificate"]
+    for host in ("harbor-1", "rancher-1"):
+        files = step_files(dev, f"{host}-docker")
+        assert files["/etc/docker/certs.d/harbor-1/ca.crt"]["content"] == ca
+        assert "insecure" not in files["/etc/docker/daemon.json"]["content"]
+    for r in dev.registrations:
+        if r.type in (STEP, COMMAND):
+            assert "insecure-registr" not in str(r.plain_inputs)
+
+
+def test_every_worker_containerd_trusts_the_registry_ca(dev: ProgramRun, ha: ProgramRun) -> None:
+    for run, stack in ((dev, "dev"), (ha, "ha")):
+        s = settings_of(stack)
+        ca = run.outputs["kubernetesCaCertificate"]
+        for h in s.worker_hosts:
+            files = step_files(run, f"{h.name}-runtime")
+            hosts_toml = files[f"/etc/containerd/certs.d/{s.registry_hostname}/hosts.toml"]["content"]
+            ca_file = re.search(r'ca = "([^"]+)"', hosts_toml)
+            assert ca_file and files[ca_file[1]]["content"] == ca
+            assert f'server = "https://{s.registry_hostname}"' in hosts_toml
+
+
+def test_projects_created_through_the_api_with_a_0600_credential(dev: ProgramRun) -> None:
+    step = dev.named("harbor-1-harbor-projects", STEP)
+    script = step.plain_inputs["script"]
+    assert '"project_name":"library","metadata":{"public":"false"}' in script
+    assert '"project_name":"system","metadata":{"public":"true"}' in script
+    assert '"project_name":"rancher","metadata":{"public":"true"}' in script
+    assert "-K /etc/containercloud/registry-api/admin.curlrc" in script and " -u " not in script
+    files = step_files(dev, "harbor-1-harbor-projects")
+    rc = files["/etc/containercloud/registry-api/admin.curlrc"]
+    assert rc["mode"] == "0600" and rc["content"] == f'user = "admin:{dev.outputs["registryAdminPassword"]}"\n'
+    assert dev.named("harbor-1-harbor", COMMAND).urn in step.dependencies
+
+
+def test_image_mirror_pushes_every_pinned_image_and_verifies_digests(dev: ProgramRun) -> None:
+    s = settings_of("dev")
+    step = dev.named("harbor-1-harbor-images", STEP)
+    script = full_script(dev, "harbor-1-harbor-images")
+    wanted = artifacts.images(s)
+    assert {i.name for i in wanted} >= {"pause", "flannel", "coredns", "rancher", "rancher-agent", "rancher-webhook",
+                                        "fleet", "fleet-agent", "shell"}
+    for image in wanted:
+        project = "system" if image.name in ("pause", "flannel", "flannel-cni-plugin", "coredns") else "rancher"
+        assert image.target.startswith(f"harbor-1/{project}/")
+        assert f"mirror_image {image.name}_{image.target.rsplit(':', 1)[1]}.tar {image.source} {image.target}" in script
+    assert next(i for i in wanted if i.name == "rancher").target == f"harbor-1/rancher/rancher:{s.rancher_version}"
+    assert "--password-stdin" in script and "docker login" in script
+    assert 'have != "$want"' in script  # the pushed digest is compared with Harbor's
+    assert dev.named("harbor-1-harbor-projects", COMMAND).urn in step.dependencies
+    # directory mode: each archive and the SHA256SUMS it is checked against are uploaded
+    uploads = {r.name for r in dev.of_type("command:remote:CopyToRemote") if r.name.startswith("harbor-1-images")}
+    assert "harbor-1-images-upload-images-SHA256SUMS" in uploads and len(uploads) == len(wanted) + 1
+
+
+def test_no_credential_on_a_command_line(dev: ProgramRun, ha: ProgramRun) -> None:
+    for run in (dev, ha):
+        secrets = [run.outputs["registryAdminPassword"], run.outputs["rancherAdminPassword"]]
+        secrets += [unwrap(r.outputs["result"]) for r in run.of_type("random:index/randomPassword:RandomPassword")]
+        harbor = run.of_type(REGISTRY)[0]
+        for r in run.registrations:
+            if r.type == COMMAND:
+                text = str(r.plain_inputs.get("create", "")) + str(r.plain_inputs.get("delete", ""))
+                assert not any(sec in text for sec in secrets), r.name
+                assert "PLACEHOLDER-SECRET" not in text, r.name
+        assert not any(sec in str(harbor.plain_inputs) for sec in secrets)
+
+
+def test_default_password_appears_nowhere_in_the_program() -> None:
+    # policy/ is excluded: its credentials rule names the default in order to reject it
+    out = subprocess.run(["grep", "-rl", "Harbor12345", "--exclude-dir=tests", "--exclude-dir=policy",
+                          "--exclude-dir=.venv", "--exclude-dir=.git", "--exclude-dir=build",
+                          "--exclude-dir=node_modules", "--exclude-dir=.mypy_cache", "--exclude-dir=.ruff_cache", "."],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout == ""
+
+
+def test_every_registry_script_passes_shellcheck(dev: ProgramRun, ha: ProgramRun, tmp_path: Path) -> None:
+    paths = []
+    for run in (dev, ha):
+        for r in run.of_type(COMMAND):
+            if any(k in r.name for k in ("harbor", "docker", "registry-storage")):
+                for key in ("create", "delete"):
+                    p = tmp_path / f"{run.stack}-{r.name}-{key}.sh"
+                    p.write_text(full_script(run, r.name, key))
+                    paths.append(str(p))
+    assert len(paths) >= 16
+    out = subprocess.run(["shellcheck", "-s", "bash", *paths], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+# --- staging: the digest check really runs ----------------------------------------------------------
+
+def _stage(tmp_path: Path, content: bytes, sums_line: str | None) -> subprocess.CompletedProcess[str]:
+    s = settings_of("dev")
+    rel = f"h3test/{tmp_path.name}/thing.tgz"
+    staged = docker_engine.Staged("thing.tgz", rel)
+    upload = Path(docker_engine.upload_path(rel))
+    sums = Path(docker_engine.upload_path(staged.sums_rel_path))
+    upload.write_bytes(content)
+    if sums_line is not None:
+        sums.write_text(sums_line)
+    script = "set -euo pipefail\n" + docker_engine.stage_script(s, str(tmp_path / "cache"), [staged])
+    try:
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    finally:
+        upload.unlink(missing_ok=True)
+        sums.unlink(missing_ok=True)
+
+
+def test_stage_verifies_against_sha256sums(tmp_path: Path) -> None:
+    import hashlib
+    good = b"installer\n"
+    digest = hashlib.sha256(good).hexdigest()
+    ok = _stage(tmp_path, good, f"{digest}  thing.tgz\n")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "cache" / "thing.tgz").read_bytes() == good
+    assert (tmp_path / "cache" / "thing.tgz.sha256").read_text().strip() == digest
+    # cached, uploads gone: a re-run still verifies from the recorded digest
+    again = subprocess.run(["bash", "-c", "set -euo pipefail\n" + docker_engine.stage_script(
+        settings_of("dev"), str(tmp_path / "cache"),
+        [docker_engine.Staged("thing.tgz", f"h3test/{tmp_path.name}/thing.tgz")])], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+
+
+def test_stage_refuses_a_tampered_or_unlisted_file(tmp_path: Path) -> None:
+    import hashlib
+    digest = hashlib.sha256(b"installer\n").hexdigest()
+    (tmp_path / "a").mkdir()
+    bad = _stage(tmp_path / "a", b"tampered\n", f"{digest}  thing.tgz\n")
+    assert bad.returncode != 0 and "mismatch" in bad.stderr
+    assert not (tmp_path / "a" / "cache" / "thing.tgz").exists()
+    (tmp_path / "b").mkdir()
+    missing = _stage(tmp_path / "b", b"installer\n", f"{digest}  other.tgz\n")
+    assert missing.returncode != 0 and "no sha256 line" in missing.stderr
