@@ -203,8 +203,9 @@ def check_registry(s: Settings) -> Iterable[str]:
         yield f"{_k('registryMode')}: {s.registry_mode!r} is not single or ha"
     if not _V_VERSION.match(s.registry_version):
         yield f"{_k('registryVersion')}: {s.registry_version!r} is not a version like v2.13.2"
-    if s.registry_hostname_setting and not _DNS_NAME.match(s.registry_hostname_setting):
-        yield f"{_k('registryHostname')}: {s.registry_hostname_setting!r} is not a DNS name"
+    if not _DNS_NAME.match(s.registry_hostname_setting) or "." not in s.registry_hostname_setting:
+        yield (f"{_k('registryHostname')}: {s.registry_hostname_setting!r} is not a fully qualified DNS name; "
+               "image references need a dot in the registry part (harbor-1/system/pause would mean Docker Hub)")
     if not s.registry_data_path.startswith("/"):
         yield f"{_k('registryDataPath')}: {s.registry_data_path!r} is not an absolute path"
     if s.registry_load_balancer_address and not _address(s.registry_load_balancer_address):
@@ -216,8 +217,6 @@ def check_registry(s: Settings) -> Iterable[str]:
 
 
 def _check_registry_ha(s: Settings) -> Iterable[str]:
-    if not s.registry_hostname_setting:
-        yield f"{_k('registryHostname')}: registryMode ha needs the load balancer's name"
     if not re.fullmatch(r"(nfs|ceph):\S+:/\S*", s.registry_shared_storage):
         yield (f"{_k('registrySharedStorage')}: {s.registry_shared_storage!r} is not fstype:source "
                "like nfs:10.0.0.5:/export")

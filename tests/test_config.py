@@ -94,6 +94,8 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
      "registryDatabaseAddress", "not host:port"),
     ("unknown field in host", {"hosts": hosts_with(3, zones="dmz")}, "hosts[3].zones", "unknown setting"),
     ("no ssh source", {"sshAllowedFrom": []}, "sshAllowedFrom", "lock the deployer out"),
+    ("registry name without a dot", {"registryHostname": "harbor-1"}, "registryHostname",
+     "not a fully qualified DNS name"),
 ]
 
 

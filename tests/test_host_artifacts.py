@@ -62,8 +62,8 @@ def test_images_have_sources_and_harbor_targets():
     assert by_name["coredns"].target == "harbor.corp.example/system/coredns:v1.12.1"
     assert by_name["pause"].target == "harbor.corp.example/system/pause:3.10.1"
     assert by_name["flannel-cni-plugin"].target == "harbor.corp.example/system/flannel-cni-plugin:v1.6.2-flannel1"
-    assert _settings("dev").registry_hostname == "harbor-1"
-    assert artifacts.image(_settings("dev"), "flannel") == "harbor-1/system/flannel:v0.26.7"
+    assert _settings("dev").registry_hostname == "harbor.corp.example"
+    assert artifacts.image(_settings("dev"), "flannel") == "harbor.corp.example/system/flannel:v0.26.7"
 
 
 def test_a_version_without_a_digest_is_refused_before_any_resource():
@@ -94,7 +94,7 @@ def test_nothing_reaches_the_internet(which, request):
         if reg.type.startswith("kubernetes:apps/"):
             pod = reg.plain_inputs["spec"]["template"]["spec"]
             for c in pod.get("initContainers", []) + pod["containers"]:
-                assert c["image"].startswith("harbor-1/system/")
+                assert c["image"].startswith("harbor.corp.example/system/")
 
 
 def test_directory_mode_copies_each_binary_and_the_step_removes_it(dev):

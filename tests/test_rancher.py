@@ -54,10 +54,10 @@ def api_ready_urn(run: ProgramRun) -> str:
 def test_docker_mode_runs_rancher_from_harbor_with_our_ca(dev: ProgramRun, tmp_path: Path) -> None:
     props = dev.of_type(RANCHER)[0].plain_inputs
     assert props["mode"] == "docker" and props["host"] == "rancher-1"
-    assert props["systemDefaultRegistry"] == "harbor-1" and props["privateCa"] is True
+    assert props["systemDefaultRegistry"] == "harbor.corp.example" and props["privateCa"] is True
     script = dev.named("rancher-1-rancher", STEP).plain_inputs["script"]
-    assert "-e CATTLE_SYSTEM_DEFAULT_REGISTRY=harbor-1" in script
-    assert "harbor-1/rancher/rancher:v2.12.3" in script
+    assert "-e CATTLE_SYSTEM_DEFAULT_REGISTRY=harbor.corp.example" in script
+    assert "harbor.corp.example/rancher/rancher:v2.12.3" in script
     assert "--restart=unless-stopped --privileged" in script
     assert "-p 443:443" in script and "-p 80" not in script
     assert "/opt/rancher:/var/lib/rancher" in script and "/ping" in script
@@ -94,7 +94,7 @@ def test_docker_mode_waits_for_docker_and_the_image_mirror(dev: ProgramRun) -> N
 
 
 def files_ca(run: ProgramRun, step: str) -> str:
-    return step_files(run, step)["/etc/docker/certs.d/harbor-1/ca.crt"]["content"]
+    return step_files(run, step)["/etc/docker/certs.d/harbor.corp.example/ca.crt"]["content"]
 
 
 # --- import ---------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_helm_mode_chart_values_and_secrets(ha: ProgramRun, tmp_path: Path) -> N
 
 def test_dev_in_helm_mode(dev_helm: ProgramRun) -> None:
     release = dev_helm.of_type(RELEASE)[0]
-    assert release.plain_inputs["values"]["systemDefaultRegistry"] == "harbor-1"
+    assert release.plain_inputs["values"]["systemDefaultRegistry"] == "harbor.corp.example"
     assert release.plain_inputs["values"]["replicas"] == 1
     assert not [r for r in dev_helm.of_type(STEP) if r.name in ("rancher-1-docker", "rancher-1-rancher")]
 

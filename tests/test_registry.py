@@ -73,13 +73,13 @@ def settings_of(stack: str):  # type: ignore[no-untyped-def]
 def test_single_harbor_yml_is_https_with_our_cert_and_generated_passwords(dev: ProgramRun, tmp_path: Path) -> None:
     cfg = harbor_yml(dev, "harbor-1")
     files = step_files(dev, "harbor-1-harbor")
-    assert cfg["hostname"] == "harbor-1"
+    assert cfg["hostname"] == "harbor.corp.example"
     assert cfg["http"] == {"port": 80}
     assert cfg["https"]["port"] == 443
     cert, key = cfg["https"]["certificate"], cfg["https"]["private_key"]
     assert files[key]["mode"] == "0600" and step_file_secret(dev, "harbor-1-harbor", key)
     ca = dev.outputs["kubernetesCaCertificate"]
-    result = openssl_verify(tmp_path, ca, files[cert]["content"], "harbor-1")
+    result = openssl_verify(tmp_path, ca, files[cert]["content"], "harbor.corp.example")
     assert result.returncode == 0, result.stderr
     assert openssl_verify(tmp_path, ca, files[cert]["content"], "rancher-1").returncode != 0
     password = cfg["harbor_admin_password"]
@@ -165,7 +165,7 @@ def test_docker_trusts_the_registry_ca_without_insecure_registry(dev: ProgramRun
     ca = dev.outputs["kubernetesCaCertificate"]
     for host in ("harbor-1", "rancher-1"):
         files = step_files(dev, f"{host}-docker")
-        assert files["/etc/docker/certs.d/harbor-1/ca.crt"]["content"] == ca
+        assert files["/etc/docker/certs.d/harbor.corp.example/ca.crt"]["content"] == ca
         assert "insecure" not in files["/etc/docker/daemon.json"]["content"]
     for r in dev.registrations:
         if r.type in (STEP, COMMAND):
@@ -206,9 +206,9 @@ def test_image_mirror_pushes_every_pinned_image_and_verifies_digests(dev: Progra
                                         "fleet", "fleet-agent", "shell"}
     for image in wanted:
         project = "system" if image.name in ("pause", "flannel", "flannel-cni-plugin", "coredns") else "rancher"
-        assert image.target.startswith(f"harbor-1/{project}/")
+        assert image.target.startswith(f"harbor.corp.example/{project}/")
         assert f"mirror_image {image.name}_{image.target.rsplit(':', 1)[1]}.tar {image.source} {image.target}" in script
-    assert next(i for i in wanted if i.name == "rancher").target == f"harbor-1/rancher/rancher:{s.rancher_version}"
+    assert next(i for i in wanted if i.name == "rancher").target == f"harbor.corp.example/rancher/rancher:{s.rancher_version}"
     assert "--password-stdin" in script and "docker login" in script
     assert 'have != "$want"' in script  # the pushed digest is compared with Harbor's
     assert dev.named("harbor-1-harbor-projects", COMMAND).urn in step.dependencies
