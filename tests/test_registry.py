@@ -208,7 +208,8 @@ def test_image_mirror_pushes_every_pinned_image_and_verifies_digests(dev: Progra
         project = "system" if image.name in ("pause", "flannel", "flannel-cni-plugin", "coredns") else "rancher"
         assert image.target.startswith(f"harbor.corp.example/{project}/")
         assert f"mirror_image {image.name}_{image.target.rsplit(':', 1)[1]}.tar {image.source} {image.target}" in script
-    assert next(i for i in wanted if i.name == "rancher").target == f"harbor.corp.example/rancher/rancher:{s.rancher_version}"
+    rancher = next(i for i in wanted if i.name == "rancher")
+    assert rancher.target == f"harbor.corp.example/rancher/rancher:{s.rancher_version}"
     assert "--password-stdin" in script and "docker login" in script
     assert 'have != "$want"' in script  # the pushed digest is compared with Harbor's
     assert dev.named("harbor-1-harbor-projects", COMMAND).urn in step.dependencies
