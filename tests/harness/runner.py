@@ -7,16 +7,19 @@ string; so does every declared secret key the stack leaves unset.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import runpy
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
 import yaml
+from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -125,8 +128,22 @@ def _resolve_outputs() -> tuple[dict[str, Any], set[str]]:
     return outputs, secret
 
 
-def _run_path(program: Path) -> None:
+def _run_path(program: Path) -> Awaitable[None]:
     runpy.run_path(str(program), run_name="__main__")
+    return _drain_outputs()
+
+
+async def _drain_outputs() -> None:
+    """Wait for every tracked output at once. The SDK's own final wait re-registers a callback on every
+    pending output each time one completes (quadratic in outputs: seconds for a few thousand
+    resources); after this drain it finds nothing left to wait for. Errors stay on their tasks, and the
+    SDK's wait re-raises them as before."""
+    while True:
+        with SETTINGS.lock:
+            pending = [task for task in SETTINGS.outputs if not task.done()]
+        if not pending:
+            return
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def run_program(stack: str = "dev", overrides: Optional[dict[str, Any]] = None, preview: bool = False,
@@ -134,6 +151,10 @@ def run_program(stack: str = "dev", overrides: Optional[dict[str, Any]] = None, 
                 program: Path = ROOT / "__main__.py") -> ProgramRun:
     """Run __main__.py for `stack`. A program error is returned in `.error`, never swallowed silently."""
     config = load_stack_config(stack, overrides, stack_file=stack_file)
+    # As pulumi.runtime.test does: forget the RPCs and tracked outputs of any earlier run in this process
+    # (the SDK's final wait walks every tracked output; leftovers make later runs slower and slower).
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
     pulumi.runtime.set_all_config(config.values, config.secret_keys)
     monitor = RecordingMonitor(HighFidelityMocks(keys))
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
