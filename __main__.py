@@ -49,12 +49,17 @@ pulumi.export("registryUrl", registry.url)
 pulumi.export("registryAdminPassword", registry.admin_password)
 
 # --- rancher (issue 6) -----------------------------------------------------------------------
+from components.ingress import IngressController, IngressControllerArgs  # noqa: E402
 from components.rancher import RancherServer, RancherServerArgs  # noqa: E402
 
+ingress = None
+if settings.rancher_mode == "helm":
+    ingress = IngressController("ingress", IngressControllerArgs(settings, cluster_provider,
+                                                                 depends_on=[addons, *registry.ready]))
 rancher = RancherServer("rancher", RancherServerArgs.from_settings(
     settings, secrets, pki, control_plane.admin_kubeconfig, api_ready=[control_plane.api_ready],
     registry_ready=registry.ready, kube_provider=cluster_provider, depends_on=[addons],
-    cluster_name=f"{pulumi.get_project()}-{pulumi.get_stack()}"))
+    cluster_name=f"{pulumi.get_project()}-{pulumi.get_stack()}", ingress=ingress))
 pulumi.export("rancherUrl", rancher.url)
 pulumi.export("rancherAdminPassword", rancher.admin_password)
 pulumi.export("rancherClusterId", rancher.cluster_id)

@@ -281,5 +281,22 @@ def rancher_images(s: Settings) -> list[Image]:
             for name, tag in tags.items()]
 
 
+# --- ingress-nginx (rancherMode helm: components/ingress.py) ------------------------------------------
+# The controller only, no admission webhook (so no kube-webhook-certgen image). Pushed to Harbor project
+# `system` as `ingress-nginx-controller` (upstream's last path component, `controller`, says nothing).
+# The tag is pinned FROM MEMORY (controller-v1.13.x line): check it against the ingress-nginx release
+# (https://github.com/kubernetes/ingress-nginx/releases) and, when mirroring, its published digest.
+INGRESS_NGINX_VERSION = "v1.13.3"
+INGRESS_NGINX_IMAGE = f"registry.k8s.io/ingress-nginx/controller:{INGRESS_NGINX_VERSION}"
+
+
+def ingress_images(s: Settings) -> list[Image]:
+    """ingress-nginx's images; only helm mode runs an ingress controller (docker mode publishes 443 itself)."""
+    if s.rancher_mode != "helm":
+        return []
+    return [Image("ingress-nginx-controller", INGRESS_NGINX_IMAGE,
+                  f"{s.registry_hostname}/{SYSTEM_PROJECT}/ingress-nginx-controller:{INGRESS_NGINX_VERSION}")]
+
+
 def extra_images(s: Settings) -> list[Image]:
-    return rancher_images(s)
+    return rancher_images(s) + ingress_images(s)

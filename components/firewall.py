@@ -191,8 +191,11 @@ def firewall_props(p: FirewallPlan, ruleset: str) -> dict[str, Any]:
         "ruleset": ruleset,
         "publicPorts": list(p.public_ports),
         "zones": dict(p.zones),
-        "inventory": [{"name": h.name, "address": h.address, "zone": h.zone, "roles": list(h.roles)}
-                      for h in p.inventory],
+        # What the zone rules judge sources against, kept small: the whole inventory on every host would
+        # make the stack's props grow with the square of the host count.
+        "etcdPeers": [h.address for h in p.inventory if h.has("etcd") or h.has("control-plane")],
+        "nodeAddresses": ([h.address for h in p.inventory if h.has("worker") or h.has("control-plane")]
+                          if p.host.zone == INSIDE else []),
         "ports": dict(p.ports),
     }
 
@@ -236,5 +239,5 @@ class HostFirewall(pulumi.ComponentResource):
         self.host = args.plan.host.name
         self.ruleset = ruleset
         self.step = HostStep(name, args.step, pulumi.ResourceOptions(parent=self))
-        # The stack policy reads outputs: register the same (plain, config-derived) values.
-        self.register_outputs(props)
+        # The stack policy (every host firewalled) reads outputs: who is covered, and how.
+        self.register_outputs({k: props[k] for k in ("host", "zone", "address", "roles", "defaultPolicy")})

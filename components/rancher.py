@@ -8,7 +8,9 @@ cluster registrations; remove it by hand to start over).
 
 helm mode: the rancher chart from the artifacts directory (`charts/rancher-<version>.tgz`), with the
 Secrets it reads (`tls-rancher-ingress`, `tls-ca`, `bootstrap-secret`) created first, on the nodes
-labelled `node-role.containercloud.io/rancher=true`.
+labelled `node-role.containercloud.io/rancher=true`. Its Ingress (class `nginx`) is served by the
+ingress controller passed in `RancherServerArgs.ingress` (components/ingress.py), which the release
+depends on; helm mode refuses to run without one.
 
 Import: a step on the first control-plane host waits for Rancher, logs in with the bootstrap password
 (a 0600 JSON file), sets server-url and, in docker mode, creates the imported cluster and applies its
@@ -43,6 +45,8 @@ IMPORT_DIR = "/etc/containercloud/rancher-import"
 IMPORT_STATE = "/var/lib/containercloud/rancher-import"
 PASSWORD_LENGTH = 32
 PING_RETRIES = 90
+INGRESS_CLASS = "nginx"  # components/ingress.py CLASS_NAME
+TLS_SECRET = "tls-rancher-ingress"
 
 
 @dataclass(frozen=True)
@@ -58,15 +62,17 @@ class RancherServerArgs:
     depends_on: Sequence[pulumi.Resource] = ()  # helm mode: what the chart needs first (workers, add-ons)
     cluster_name: str = "container-cloud"
     import_host: str = field(default="")
+    ingress: Optional[pulumi.Resource] = None  # helm mode: the ingress controller serving the chart's Ingress
 
     @staticmethod
     def from_settings(s: Settings, secrets: StackSecrets, pki: ClusterPki, admin_kubeconfig: pulumi.Input[str],
                       api_ready: Sequence[pulumi.Resource], registry_ready: Sequence[pulumi.Resource],
                       kube_provider: Optional[k8s.Provider] = None, depends_on: Sequence[pulumi.Resource] = (),
-                      cluster_name: str = "container-cloud") -> RancherServerArgs:
+                      cluster_name: str = "container-cloud",
+                      ingress: Optional[pulumi.Resource] = None) -> RancherServerArgs:
         return RancherServerArgs(s, secrets.ssh_private_key, pki.ca_bundle("kubernetes"), pki.certs["rancher"],
                                  admin_kubeconfig, tuple(api_ready), tuple(registry_ready), kube_provider,
-                                 tuple(depends_on), cluster_name, s.control_plane_hosts[0].name)
+                                 tuple(depends_on), cluster_name, s.control_plane_hosts[0].name, ingress)
 
 
 def chart_path(s: Settings) -> str:
@@ -74,16 +80,21 @@ def chart_path(s: Settings) -> str:
 
 
 def helm_values(s: Settings) -> dict[str, Any]:
+    """Values of the rancher chart (chart/values.yaml of rancher/rancher). The chart has no `nodeSelector`
+    or `tolerations` value (unknown keys are silently ignored): placement goes through
+    `extraNodeSelectorTerms`, match expressions the chart adds to its required node affinity. No
+    `extraTolerations`: helm mode requires the worker role on rancher hosts, which are not tainted.
+    `bootstrapPassword` is left out on purpose: the chart reuses the existing `bootstrap-secret`
+    (created first by this component) instead of storing the password in the release's values."""
     return {
         "hostname": s.rancher_hostname,
         "replicas": s.rancher_replicas,
-        "ingress": {"tls": {"source": "secret"}},
+        "ingress": {"ingressClassName": INGRESS_CLASS, "tls": {"source": "secret", "secretName": TLS_SECRET}},
         "privateCA": True,
         "systemDefaultRegistry": s.registry_hostname,
         "useBundledSystemChart": True,
         "rancherImageTag": s.rancher_version,
-        "nodeSelector": {NODE_LABEL: "true"},
-        "tolerations": [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        "extraNodeSelectorTerms": [{"key": NODE_LABEL, "operator": "In", "values": ["true"]}],
     }
 
 
@@ -162,6 +173,9 @@ class RancherServer(pulumi.ComponentResource):
     # --- helm mode -----------------------------------------------------------------------------
     def _helm(self, name: str) -> list[pulumi.Resource]:
         s = self.args.settings
+        if self.args.ingress is None:
+            raise ValueError("RancherServer in helm mode needs RancherServerArgs.ingress (components/ingress.py): "
+                             "without an ingress controller the chart's Ingress is served by nothing")
         provider = self.args.kube_provider or k8s.Provider(
             f"{name}-kubernetes", kubeconfig=self.args.admin_kubeconfig,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.args.api_ready)))
@@ -172,7 +186,7 @@ class RancherServer(pulumi.ComponentResource):
         tls_data: pulumi.Output[dict[str, str]] = pulumi.Output.all(
             self.args.cert.cert_pem, self.args.cert.key_pem).apply(lambda v: {"tls.crt": v[0], "tls.key": v[1]})
         tls_secret = k8s.core.v1.Secret(
-            f"{name}-tls-rancher-ingress", metadata=meta("tls-rancher-ingress"), type="kubernetes.io/tls",
+            f"{name}-tls-rancher-ingress", metadata=meta(TLS_SECRET), type="kubernetes.io/tls",
             string_data=_secret(tls_data), opts=nsopts)
         ca_secret = k8s.core.v1.Secret(
             f"{name}-tls-ca", metadata=meta("tls-ca"), type="Opaque",
@@ -181,11 +195,12 @@ class RancherServer(pulumi.ComponentResource):
             f"{name}-bootstrap-secret", metadata=meta("bootstrap-secret"), type="Opaque",
             string_data=_secret(self.admin_password.apply(lambda p: {"bootstrapPassword": p})),
             opts=nsopts)
+        ingress = [self.args.ingress] if self.args.ingress is not None else []
         release = k8s.helm.v3.Release(
             f"{name}-chart", name="rancher", namespace=NAMESPACE, chart=chart_path(s), values=helm_values(s),
             create_namespace=False, atomic=False, timeout=900,
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[
-                tls_secret, ca_secret, bootstrap, *self.args.registry_ready, *self.args.depends_on]))
+                tls_secret, ca_secret, bootstrap, *ingress, *self.args.registry_ready, *self.args.depends_on]))
         return [release]
 
     # --- import --------------------------------------------------------------------------------

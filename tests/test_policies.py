@@ -30,7 +30,10 @@ def firewall(host: str, rules: list[dict[str, Any]], public: list[float] | None 
     h = next(i for i in INVENTORY if i["name"] == host)
     return {"host": host, "zone": h["zone"], "address": h["address"], "roles": h["roles"], "defaultPolicy": "drop",
             "rules": rules, "ruleset": RULESET, "publicPorts": public or [], "zones": ZONES,
-            "inventory": INVENTORY, "ports": PORTS}
+            "etcdPeers": [i["address"] for i in INVENTORY if {"etcd", "control-plane"} & set(i["roles"])],
+            "nodeAddresses": ([i["address"] for i in INVENTORY if {"worker", "control-plane"} & set(i["roles"])]
+                              if h["zone"] == "inside" else []),
+            "ports": PORTS}
 
 
 def rule(port: Any, sources: list[str], protocol: str = "tcp") -> dict[str, Any]:
@@ -125,7 +128,8 @@ def test_every_host_firewalled() -> None:
     all_fw = [(FW, f"{h['name']}-firewall", firewall(h["name"], [])) for h in INVENTORY]
     ssh = (REMOTE_COMMAND, "worker-1-step", {"connection": {"host": "203.0.113.21"}})
     assert _stack(all_fw + [ssh]) == []
-    missing = _stack([r for r in all_fw if r[1] != "worker-1-firewall"] + [ssh])
+    worker_step = (HOST_STEP, "worker-1-runtime", {"host": "worker-1"})
+    missing = _stack([r for r in all_fw if r[1] != "worker-1-firewall"] + [ssh, worker_step])
     assert any("worker-1" in m for m, _ in missing) and any("203.0.113.21" in m for m, _ in missing)
     stray = _stack(all_fw + [(REMOTE_COMMAND, "x", {"connection": {"host": "203.0.113.99"}})])
     assert len(stray) == 1 and stray[0][1] == f"urn::{REMOTE_COMMAND}::x"

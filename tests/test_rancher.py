@@ -141,7 +141,12 @@ def test_helm_mode_chart_values_and_secrets(ha: ProgramRun, tmp_path: Path) -> N
     assert values["systemDefaultRegistry"] == "harbor.corp.example"
     assert values["privateCA"] is True and values["ingress"]["tls"]["source"] == "secret"
     assert values["hostname"] == "rancher.corp.example" and values["replicas"] == 3
-    assert values["nodeSelector"] == {"node-role.containercloud.io/rancher": "true"}
+    # the chart's placement keys (it has no nodeSelector/tolerations values: unknown keys are ignored)
+    assert values["extraNodeSelectorTerms"] == [
+        {"key": "node-role.containercloud.io/rancher", "operator": "In", "values": ["true"]}]
+    assert not {"nodeSelector", "tolerations"} & set(values)
+    assert values["ingress"]["ingressClassName"] == "nginx"
+    assert values["ingress"]["tls"]["secretName"] == "tls-rancher-ingress"
     assert "bootstrapPassword" not in json.dumps(values)
     ca = ha.outputs["kubernetesCaCertificate"]
     secrets = {r.plain_inputs["metadata"]["name"]: r for r in ha.of_type(SECRET)

@@ -2,7 +2,8 @@
 
 They read `containercloud:net:HostFirewall` props (config-derived, known at preview):
 `{host, zone, address, roles, defaultPolicy, rules: [{port, protocol, sources, purpose, source}],
-ruleset, publicPorts, zones: {name: cidr}, inventory: [{name, address, zone, roles}], ports}`.
+ruleset, publicPorts, zones: {name: cidr}, etcdPeers: [etcd and control-plane addresses],
+nodeAddresses: [Kubernetes node addresses, on INSIDE hosts], ports}`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .common import (
     overlaps,
     port_bounds,
 )
-from .ports import NODE_ROLES, Flow, destination_applies, dmz_to_inside_flows, resolve_port
+from .ports import Flow, destination_applies, dmz_to_inside_flows, resolve_port
 
 Report = Callable[..., None]
 
@@ -44,20 +45,8 @@ def _rules(props: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _inventory(props: Any) -> list[dict[str, Any]]:
-    hosts = []
-    for h in items(get(props, "inventory")):
-        hosts.append({
-            "name": get(h, "name"),
-            "address": get(h, "address"),
-            "zone": get(h, "zone"),
-            "roles": [r for r in items(get(h, "roles")) if isinstance(r, str)],
-        })
-    return hosts
-
-
-def _addresses_with(inventory: list[dict[str, Any]], *roles: str) -> set[str]:
-    return {h["address"] for h in inventory if set(roles) & set(h["roles"]) and isinstance(h["address"], str)}
+def _addresses(props: Any, key: str) -> set[str]:
+    return {a for a in items(get(props, key)) if isinstance(a, str)}
 
 
 def _within(net: Network, addresses: set[str]) -> bool:
@@ -105,7 +94,7 @@ def validate_zone_matrix(args: Any, report: Report) -> None:
         report(f"{get(props, 'host')}: the firewall props carry no DMZ zone CIDR; the zone matrix cannot be checked")
         return
     roles = [r for r in items(get(props, "roles")) if isinstance(r, str)]
-    nodes = _addresses_with(_inventory(props), *NODE_ROLES)
+    nodes = _addresses(props, "nodeAddresses")  # carried by INSIDE hosts, where this rule applies
     public = _public_ports(props)
     allowed = dmz_to_inside_flows()
     for rule in _rules(props):
@@ -129,7 +118,7 @@ def validate_etcd_ports(args: Any, report: Report) -> None:
     if args.resource_type != HOST_FIREWALL:
         return
     props = args.props
-    allowed = _addresses_with(_inventory(props), "etcd", "control-plane")
+    allowed = _addresses(props, "etcdPeers")
     for rule in _rules(props):
         if rule["protocol"] != "tcp":
             continue
@@ -179,14 +168,11 @@ def validate_default_drop(args: Any, report: Report) -> None:
 
 
 def validate_every_host_firewalled(args: Any, report: Report) -> None:
-    """Every host of the inventory, and every host the stack configures over SSH, has a HostFirewall."""
+    """Every host the stack configures (HostStep `host`) or reaches over SSH has a HostFirewall."""
     firewalls = [r for r in args.resources if r.resource_type == HOST_FIREWALL]
     names = {get(r.props, "host"): r for r in firewalls}
     addresses = {get(r.props, "address"): r for r in firewalls}
-    expected_names: set[str] = set()
-    for fw in firewalls:
-        expected_names |= {h["name"] for h in _inventory(fw.props) if isinstance(h["name"], str)}
-    expected_names |= {
+    expected_names = {
         host for r in args.resources if r.resource_type == HOST_STEP
         if isinstance(host := get(r.props, "host"), str)
     }

@@ -27,6 +27,9 @@ Reconciled conflicts (the upstream tables disagree):
     Port 80 (http redirect) and 4443 (old notary) are not opened: the registry is https only.
   * Rancher's 80/tcp is only for a TLS-terminating load balancer, 22/2376 only for node drivers
     (we import existing hosts): neither is opened.
+  * Rancher in helm mode is served by ingress-nginx on the Rancher nodes' host network: 443 as above;
+    its 80 (https redirect) is not opened. A pod on a Rancher node reaching that node's own address
+    arrives with its pod address (flannel masquerades only traffic leaving the node): `pods` → 443.
 """
 
 from __future__ import annotations
@@ -121,6 +124,9 @@ FLOWS: tuple[Flow, ...] = (
     # --- Rancher --------------------------------------------------------------------------------
     Flow(("hosts", "operators"), "rancher", 443, "tcp", "Rancher UI and API: users, cluster agents and nodes",
          "rancher", "any"),
+    Flow(("pods",), "rancher", 443, "tcp",
+         "Rancher (helm mode, ingress-nginx on the host network): agents in pods on a Rancher node's own bridge, "
+         "not masqueraded", "rancher"),
     # --- Harbor ---------------------------------------------------------------------------------
     Flow(("hosts", "operators", "registry-lb"), "registry", 443, "tcp",
          "Harbor over https: image pulls by nodes, pushes by the deployer, the registry load balancer", "harbor"),

@@ -7,10 +7,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from pulumi.runtime import rpc
+from google.protobuf import struct_pb2
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, _resolve_callbacks
 from pulumi.runtime.proto import resource_pb2
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop
 
 from tests.harness.mocks import SECRET_SIG, SECRET_VALUE, unwrap
 
@@ -73,7 +73,7 @@ class RecordingMonitor(MockMonitor):
         state = {k: (_secret(v) if k in secret_outputs else v) for k, v in state.items()}
         # inputs that were secret stay secret in the outputs, as the engine does
         state = {k: (_secret(unwrap(v)) if _is_wrapped(raw_inputs.get(k)) else v) for k, v in state.items()}
-        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        obj_proto = _struct(state)
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, rid or "", state)
         reg = Registration(
             urn=urn,
@@ -103,3 +103,11 @@ def _keep_secrets(struct: Any) -> dict[str, Any]:
     from google.protobuf import json_format
 
     return json_format.MessageToDict(struct)
+
+
+def _struct(state: dict[str, Any]) -> struct_pb2.Struct:
+    """The outputs as the engine sends them. They are plain JSON-like data (the mocks' values, secrets as
+    signature dicts), so a Struct is built directly instead of through the SDK's async serializer."""
+    out = struct_pb2.Struct()
+    out.update(state)
+    return out
