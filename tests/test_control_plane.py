@@ -46,13 +46,6 @@ def stack(request) -> tuple[ProgramRun, object]:
     return run, _settings(request.param)
 
 
-@pytest.fixture(scope="module")
-def dev() -> ProgramRun:
-    run = run_program("dev")
-    assert run.error is None, run.error
-    return run
-
-
 def test_each_host_gets_exactly_the_services_of_its_roles(stack):
     run, s = stack
     files = files_by_host(run)

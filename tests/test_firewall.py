@@ -21,20 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FW = "containercloud:net:HostFirewall"
 
 
-@pytest.fixture(scope="module")
-def dev() -> ProgramRun:
-    run = run_program("dev")
-    assert run.error is None, run.error
-    return run
-
-
-@pytest.fixture(scope="module")
-def ha() -> ProgramRun:
-    run = run_program("ha")
-    assert run.error is None, run.error
-    return run
-
-
 def firewalls(run: ProgramRun) -> dict[str, dict[str, Any]]:
     return {r.plain_inputs["host"]: r.plain_inputs for r in run.of_type(FW)}
 

@@ -28,13 +28,6 @@ def _settings(stack: str = "dev", overrides=None):
 
 
 @pytest.fixture(scope="module")
-def dev() -> ProgramRun:
-    run = run_program("dev")
-    assert run.error is None, run.error
-    return run
-
-
-@pytest.fixture(scope="module")
 def mirror() -> ProgramRun:
     run = run_program("dev", overrides={"artifactsMirrorUrl": "https://mirror.corp.example/artifacts"})
     assert run.error is None, run.error

@@ -28,20 +28,6 @@ TAG = "v1.13.3"
 
 
 @pytest.fixture(scope="module")
-def ha() -> ProgramRun:
-    run = run_program("ha")
-    assert run.error is None, run.error
-    return run
-
-
-@pytest.fixture(scope="module")
-def dev() -> ProgramRun:
-    run = run_program("dev")
-    assert run.error is None, run.error
-    return run
-
-
-@pytest.fixture(scope="module")
 def dev_helm() -> ProgramRun:
     hosts = [
         {"name": "rancher-1", "address": "198.51.100.10", "zone": "inside", "roles": ["rancher", "worker"]},

@@ -7,31 +7,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from components import artifacts, docker_engine
 from components.config import parse_settings
 from tests.harness.mocks import unwrap
-from tests.harness.runner import ROOT, ProgramRun, load_stack_config, run_program
+from tests.harness.runner import ROOT, ProgramRun, load_stack_config
 
 REGISTRY = "containercloud:registry:Harbor"
 STEP = "containercloud:host:HostStep"
 COMMAND = "command:remote:Command"
-
-
-@pytest.fixture(scope="module")
-def dev() -> ProgramRun:
-    run = run_program("dev")
-    assert run.error is None, run.error
-    return run
-
-
-@pytest.fixture(scope="module")
-def ha() -> ProgramRun:
-    run = run_program("ha")
-    assert run.error is None, run.error
-    return run
 
 
 def step_files(run: ProgramRun, name: str) -> dict[str, dict[str, Any]]:
