@@ -6,7 +6,8 @@ import base64
 from typing import Optional
 
 import pulumi
-import yaml
+
+from components.templating import to_yaml
 
 
 def _b64(pem: str) -> str:
@@ -28,7 +29,7 @@ def render_kubeconfig(cluster: str, server: str, ca_pem: str, user: str, cert_pe
         "current-context": f"{user}@{cluster}",
         "preferences": {},
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return to_yaml(doc)
 
 
 def kubeconfig(cluster: str, server: str, ca_pem: pulumi.Input[str], user: str, cert_pem: pulumi.Input[str],

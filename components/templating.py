@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -30,3 +31,11 @@ def _environment() -> jinja2.Environment:
 def render(template: str, **values: Any) -> str:
     """Render `components/templates/<template>`; a missing variable is an error, never blank."""
     return _environment().get_template(template).render(**values)
+
+
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: same output, much faster
+
+
+def to_yaml(doc: Any) -> str:
+    """A config document as YAML, keys in the order given (kubeconfigs, kubelet and proxy configs)."""
+    return yaml.dump(doc, Dumper=_DUMPER, sort_keys=False)

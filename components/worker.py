@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
-import yaml
 
 from components import artifacts
 from components.cluster_hosts import etc_hosts_step, step_opts
@@ -24,7 +23,7 @@ from components.control_plane import CLUSTER_NAME, unit
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.kubeconfig import kubeconfig
 from components.pki import ClusterPki
-from components.templating import render
+from components.templating import render, to_yaml
 
 PKI = "/etc/kubernetes/pki"
 CA_FILE = f"{PKI}/ca.crt"
@@ -206,7 +205,7 @@ class WorkerNode(pulumi.ComponentResource):
         doc = "https://kubernetes.io/docs/reference/command-line-tools-reference/"
         after = ["network-online.target", "containerd.service"]
         files = [
-            HostFile(KUBELET_CONFIG, yaml.safe_dump(kubelet_config(s, host), sort_keys=False)),
+            HostFile(KUBELET_CONFIG, to_yaml(kubelet_config(s, host))),
             HostFile("/etc/kubernetes/kubelet.conf",
                      kubeconfig(CLUSTER_NAME, s.api_endpoint, ca, f"system:node:{host.name}", client.cert_pem,
                                 client.key_pem), "0600", secret=True),
@@ -215,7 +214,7 @@ class WorkerNode(pulumi.ComponentResource):
             HostFile(f"{UNITS}/kubelet.service",
                      unit("Kubernetes node agent", f"{BIN}/kubelet", kubelet_flags(host), doc + "kubelet/", after,
                           requires=["containerd.service"])),
-            HostFile(PROXY_CONFIG, yaml.safe_dump(kube_proxy_config(s), sort_keys=False)),
+            HostFile(PROXY_CONFIG, to_yaml(kube_proxy_config(s))),
             HostFile("/etc/kubernetes/kube-proxy.conf",
                      kubeconfig(CLUSTER_NAME, s.api_endpoint, ca, "system:kube-proxy", proxy.cert_pem,
                                 proxy.key_pem), "0600", secret=True),
