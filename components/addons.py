@@ -12,20 +12,8 @@ import yaml
 
 from components import artifacts
 from components.config import Settings
+from components.manifests import apply_manifest
 from components.templating import render
-
-KINDS: dict[tuple[str, str], Any] = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
-    ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-}
-FIELDS = {"metadata": "metadata", "spec": "spec", "data": "data", "rules": "rules", "roleRef": "role_ref",
-          "subjects": "subjects"}
 
 
 @dataclass(frozen=True)
@@ -69,24 +57,9 @@ class ClusterAddons(pulumi.ComponentResource):
             "clusterDnsIp": s.cluster_dns_ip,
         }, opts)
         self.resources = []
-        flannel = self._apply(flannel_manifest(s), args.provider, [])
+        flannel = apply_manifest(flannel_manifest(s), _resource_name, self, args.provider, [])
         namespaces = [r for r in flannel if isinstance(r, k8s.core.v1.Namespace)]
         self.resources += flannel
-        self.resources += self._apply(coredns_manifest(s), args.provider, [])
+        self.resources += apply_manifest(coredns_manifest(s), _resource_name, self, args.provider, [])
         self.namespaces = namespaces
         self.register_outputs({"resources": len(self.resources)})
-
-    def _apply(self, docs: list[dict[str, Any]], provider: k8s.Provider,
-               depends_on: list[pulumi.Resource]) -> list[pulumi.CustomResource]:
-        out: list[pulumi.CustomResource] = []
-        namespaces: list[pulumi.Resource] = []
-        for doc in docs:
-            cls = KINDS[(doc["apiVersion"], doc["kind"])]
-            kwargs = {FIELDS[k]: v for k, v in doc.items() if k in FIELDS}
-            deps = depends_on + (namespaces if doc["metadata"].get("namespace") else [])
-            res = cls(_resource_name(doc), **kwargs,
-                      opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=deps))
-            if doc["kind"] == "Namespace":
-                namespaces.append(res)
-            out.append(res)
-        return out

@@ -237,23 +237,28 @@ def cleanup_script(s: Settings, step: str, bins: list[Binary]) -> str:
                   destinations=sorted({dest for b in bins for _, dest in b.members}))
 
 
+def copy_to_host(name: str, s: Settings, connection: command.remote.ConnectionArgs, rel_path: str,
+                 remote_path: str, parent: pulumi.Resource, triggers: Optional[list[str]] = None,
+                 ) -> command.remote.CopyToRemote:
+    """Directory mode: copy `artifactsDirectory/rel_path` from the deployer to the host (CopyToRemote has
+    no delete; the step that uses the file removes it)."""
+    return command.remote.CopyToRemote(
+        name,
+        connection=connection,
+        source=pulumi.FileAsset(str(Path(s.artifacts_directory) / rel_path)),
+        remote_path=remote_path,
+        triggers=triggers,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs, bins: list[Binary],
             parent: pulumi.Resource) -> list[pulumi.Resource]:
-    """Directory mode: one CopyToRemote per binary (it has no delete; the step's delete removes it)."""
+    """Directory mode: one CopyToRemote per binary."""
     if s.artifacts_mirror_url:
         return []
-    root = Path(s.artifacts_directory)
-    return [
-        command.remote.CopyToRemote(
-            f"{prefix}-upload-{b.name}",
-            connection=connection,
-            source=pulumi.FileAsset(str(root / b.url_path)),
-            remote_path=upload_path(b),
-            triggers=[b.checksum],
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
-        for b in bins
-    ]
+    return [copy_to_host(f"{prefix}-upload-{b.name}", s, connection, b.url_path, upload_path(b), parent,
+                         [b.checksum]) for b in bins]
 
 
 # --- registry / rancher images (issue 5/6) ----------------------------------------------------------

@@ -28,8 +28,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import artifacts
-from components.addons import FIELDS, KINDS
 from components.config import Settings
+from components.manifests import apply_manifest
 from components.templating import render
 
 NAMESPACE = "ingress-nginx"
@@ -40,15 +40,6 @@ NODE_LABEL = "node-role.containercloud.io/rancher"  # components/worker.py node_
 HTTP_PORT = 80
 HTTPS_PORT = 443
 IMAGE_NAME = "ingress-nginx-controller"
-
-INGRESS_KINDS: dict[tuple[str, str], Any] = {
-    **KINDS,
-    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    ("networking.k8s.io/v1", "IngressClass"): k8s.networking.v1.IngressClass,
-}
-INGRESS_FIELDS = {**FIELDS, "automountServiceAccountToken": "automount_service_account_token"}
-
 
 @dataclass(frozen=True)
 class IngressControllerArgs:
@@ -93,20 +84,5 @@ class IngressController(pulumi.ComponentResource):
             "admissionWebhook": False,
         }, opts)
         self.ingress_class = CLASS_NAME
-        self.resources = self._apply(manifest(s), args.provider, list(args.depends_on))
+        self.resources = apply_manifest(manifest(s), _resource_name, self, args.provider, list(args.depends_on))
         self.register_outputs({"ingressClass": CLASS_NAME, "resources": len(self.resources)})
-
-    def _apply(self, docs: list[dict[str, Any]], provider: k8s.Provider,
-               depends_on: list[pulumi.Resource]) -> list[pulumi.CustomResource]:
-        out: list[pulumi.CustomResource] = []
-        namespaces: list[pulumi.Resource] = []
-        for doc in docs:
-            cls = INGRESS_KINDS[(doc["apiVersion"], doc["kind"])]
-            kwargs = {INGRESS_FIELDS[k]: v for k, v in doc.items() if k in INGRESS_FIELDS}
-            deps = depends_on + (namespaces if doc["metadata"].get("namespace") else [])
-            res = cls(_resource_name(doc), **kwargs,
-                      opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=deps))
-            if doc["kind"] == "Namespace":
-                namespaces.append(res)
-            out.append(res)
-        return out
