@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
+import pulumi_random as random
 import yaml
 
 from components import artifacts
@@ -19,12 +20,13 @@ from components.config import Host, Settings
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.kubeconfig import kubeconfig
 from components.pki import ClusterPki
-from components.templating import render
+from components.templating import render, to_yaml
 
 ETCD_PKI = "/etc/etcd/pki"
 ETCD_DATA = "/var/lib/etcd"
 K8S = "/etc/kubernetes"
 PKI = "/etc/kubernetes/pki"
+ENCRYPTION_CONFIG = f"{K8S}/encryption-config.yaml"
 UNITS = "/etc/systemd/system"
 BIN = "/usr/local/bin"
 CLUSTER_NAME = "kubernetes"
@@ -127,7 +129,21 @@ def apiserver_flags(s: Settings, host: Optional[Host] = None) -> dict[str, str]:
         "audit-log-maxage": "30",
         "audit-log-maxbackup": "10",
         "audit-log-maxsize": "100",
+        "encryption-provider-config": ENCRYPTION_CONFIG,
     }
+
+
+def encryption_config(key_base64: str) -> str:
+    """Secrets encrypted at rest in etcd (secretbox, a 32-byte key from pulumi-random); `identity` last so
+    Secrets written before encryption was enabled stay readable until they are rewritten."""
+    return to_yaml({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{
+            "resources": ["secrets"],
+            "providers": [{"secretbox": {"keys": [{"name": "key1", "secret": key_base64}]}}, {"identity": {}}],
+        }],
+    })
 
 
 def controller_manager_flags(s: Settings) -> dict[str, str]:
@@ -210,6 +226,9 @@ class ControlPlane(pulumi.ComponentResource):
                                            pki.certs["admin"].cert_pem, pki.certs["admin"].key_pem)
         managed = [h for h in s.hosts if h.has("etcd") or h.has("control-plane")]
         self.etc_hosts = {h.name: etc_hosts_step(s, h, args.ssh_private_key, self) for h in managed}
+        key = random.RandomBytes("secrets-encryption-key", length=32, opts=pulumi.ResourceOptions(parent=self))
+        config: pulumi.Output[str] = key.base64.apply(encryption_config)
+        self.encryption_config: pulumi.Output[str] = pulumi.Output.secret(config)  # type: ignore[arg-type]
         self.etcd = [self._etcd(h) for h in s.etcd_hosts]
         etcd_commands: list[pulumi.Resource] = [step.command for step in self.etcd]
         self.apiservers = [self._apiserver(h, etcd_commands) for h in s.control_plane_hosts]
@@ -288,6 +307,7 @@ class ControlPlane(pulumi.ComponentResource):
             HostFile(f"{PKI}/sa.pub", pki.service_account.cert_pem),
             HostFile(f"{PKI}/sa.key", pki.service_account.key_pem, "0600", secret=True),
             HostFile(f"{K8S}/audit-policy.yaml", render("apiserver/audit-policy.yaml.j2")),
+            HostFile(ENCRYPTION_CONFIG, self.encryption_config, "0600", secret=True),
             HostFile(f"{K8S}/admin.conf", self.admin_kubeconfig, "0600", secret=True),
             HostFile(f"{UNITS}/kube-apiserver.service", unit_text),
         ]

@@ -373,3 +373,27 @@ def test_etcd_member_removal_leaves_the_cluster_before_stopping(tmp_path):
     stop = next(i for i, ln in enumerate(lines) if "disable --now etcd" in ln)
     assert remove < stop
     assert not (tmp_path / "data").exists() and not (tmp_path / "etcd.service").exists()
+
+
+def test_secrets_are_encrypted_at_rest_with_a_generated_key(dev: ProgramRun) -> None:
+    import yaml as _yaml
+
+    from tests.harness.mocks import unwrap
+
+    step = dev.named("master-1-kube-apiserver", "containercloud:host:HostStep")
+    files = {f["path"]: f for f in step.plain_inputs["files"]}
+    path = "/etc/kubernetes/encryption-config.yaml"
+    assert files[path]["secret"] and files[path]["mode"] == "0600"
+    config = _yaml.safe_load(files[path]["content"])
+    assert config["kind"] == "EncryptionConfiguration"
+    (rule,) = config["resources"]
+    assert rule["resources"] == ["secrets"]
+    key = rule["providers"][0]["secretbox"]["keys"][0]["secret"]
+    (generated,) = dev.of_type("random:index/randomBytes:RandomBytes")
+    assert key == unwrap(generated.outputs["base64"]) and len(base64.b64decode(key)) == 32
+    assert generated.output_is_secret("base64")
+    assert rule["providers"][-1] == {"identity": {}}
+    unit_text = files["/etc/systemd/system/kube-apiserver.service"]["content"]
+    assert f"--encryption-provider-config={path}" in unit_text
+    cmd = dev.named("master-1-kube-apiserver", "command:remote:Command")
+    assert key not in cmd.plain_inputs["create"] and cmd.input_is_secret("stdin")
