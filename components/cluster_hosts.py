@@ -1,11 +1,10 @@
-"""Shared pieces of the Kubernetes host steps: the /etc/hosts block and the SSH connection per host."""
+"""Shared pieces of the Kubernetes host steps: the /etc/hosts block and the step options."""
 
 from __future__ import annotations
 
 from typing import Optional
 
 import pulumi
-import pulumi_command as command
 
 from components.config import Host, Settings
 from components.host_step import HostStep, HostStepArgs, host_connection, needs_sudo
@@ -38,11 +37,3 @@ def etc_hosts_step(s: Settings, host: Host, key: pulumi.Input[str], parent: pulu
 
 def step_opts(parent: pulumi.Resource, depends_on: Optional[list[pulumi.Resource]] = None) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [])
-
-
-def connection_for(s: Settings, host: Host, key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
-    return host_connection(s, host, key)
-
-
-def flags_text(flags: dict[str, str]) -> str:
-    return " ".join(f"--{k}={v}" for k, v in flags.items())
