@@ -16,7 +16,7 @@ from components.team_access import TeamAccess, TeamAccessArgs
 from components.worker import WorkerNode, WorkerNodeArgs
 
 settings, secrets = load_settings()
-artifacts.binaries(settings)  # refuse a version without an upstream digest before any resource
+artifacts.check_bill_of_materials(settings)  # unknown versions fail here, before any resource
 
 # --- PKI -----------------------------------------------------------------------------------------
 pki = ClusterPki("pki", ClusterPkiArgs.from_settings(settings))

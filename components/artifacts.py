@@ -305,3 +305,16 @@ def ingress_images(s: Settings) -> list[Image]:
 
 def extra_images(s: Settings) -> list[Image]:
     return rancher_images(s) + ingress_images(s)
+
+
+def check_bill_of_materials(s: Settings) -> None:
+    """Resolve every binary digest and image tag for the pinned versions, before any resource exists;
+    raise one ConfigError naming every version the bill of materials does not know."""
+    problems: list[str] = []
+    for resolve in (binaries, images):
+        try:
+            resolve(s)
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems)

@@ -222,3 +222,11 @@ def test_fetch_downloads_from_the_mirror_on_loopback_and_verifies(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_unknown_versions_fail_together_before_any_resource() -> None:
+    run = run_program("dev", overrides={"kubernetesVersion": "1.99.0", "rancherVersion": "v2.99.0"})
+    assert run.error is not None and run.registrations == []
+    message = str(run.error)
+    assert "container-cloud:rancherVersion: v2.99.0" in message
+    assert "1.99.0" in message
