@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from components.templating import render
-from tests.harness import run_program
+from tests.harness import ProgramRun, run_program
 
 PROGRAM = '''
 import pulumi
@@ -118,3 +118,12 @@ def test_unchanged_program_registers_identical_inputs(tmp_path: Path) -> None:
         assert first[field] == second[field], field
 
 
+
+
+def test_every_command_fits_in_one_exec_argument(dev: ProgramRun, ha: ProgramRun) -> None:
+    """sshd runs the command as `sh -c <command>`: Linux refuses one argument over 128 KiB (MAX_ARG_STRLEN).
+    Large content belongs on stdin or in CopyToRemote."""
+    for run in (dev, ha):
+        for cmd in run.of_type("command:remote:Command"):
+            for field in ("create", "delete"):
+                assert len(cmd.plain_inputs[field].encode()) < 128 * 1024, f"{run.stack} {cmd.name}.{field}"
