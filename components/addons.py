@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import artifacts
+from components.cluster_hosts import hosts_entries
 from components.config import Settings
 from components.manifests import apply_manifest
 from components.templating import render
@@ -32,7 +33,7 @@ def flannel_manifest(s: Settings) -> list[dict[str, Any]]:
 def coredns_manifest(s: Settings) -> list[dict[str, Any]]:
     replicas = 2 if len(s.worker_hosts) > 1 else 1
     text = render("addons/coredns.yaml.j2", image=artifacts.image(s, "coredns"), dns_ip=s.cluster_dns_ip,
-                  cluster_domain=s.cluster_domain, replicas=replicas)
+                  cluster_domain=s.cluster_domain, replicas=replicas, hosts=hosts_entries(s))
     return [d for d in yaml.safe_load_all(text) if d]
 
 

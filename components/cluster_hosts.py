@@ -12,7 +12,9 @@ from components.templating import render
 
 
 def hosts_entries(s: Settings) -> list[tuple[str, str]]:
-    """address -> name for every inventory host, the API LB name and the registry hostname."""
+    """address -> name for every inventory host, the API LB name, the registry hostname and, in docker
+    mode, the Rancher hostname. Nodes get them in /etc/hosts, pods through CoreDNS's hosts block, so an
+    intranet without these DNS records still resolves them (site DNS answers everything else)."""
     entries = [(h.address, h.name) for h in s.hosts]
     names = {h.name for h in s.hosts}
     if s.api_load_balancer_name and s.api_load_balancer_address:
@@ -21,6 +23,8 @@ def hosts_entries(s: Settings) -> list[tuple[str, str]]:
         address = s.registry_load_balancer_address or (s.registry_hosts[0].address if s.registry_hosts else "")
         if address:
             entries.append((address, s.registry_hostname))
+    if s.rancher_mode == "docker" and s.rancher_hosts and s.rancher_hostname not in names:
+        entries.append((s.rancher_hosts[0].address, s.rancher_hostname))
     return entries
 
 

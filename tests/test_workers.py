@@ -226,3 +226,13 @@ def test_remote_commands_per_worker_and_chain_length_do_not_grow_with_workers(ca
                   + ", ".join(f"{w}={c}" for w, c in copies.items()))
             print(f"[{n} workers] longest chain of remote commands ({len(chain)}): {' -> '.join(chain)}")
     assert len(report[3][1]) == len(report[100][1])
+
+
+def test_pods_resolve_the_platform_names_through_coredns(dev: ProgramRun) -> None:
+    (cm,) = [r for r in dev.of_type("kubernetes:core/v1:ConfigMap") if r.name == "configmap-kube-system-coredns"]
+    corefile = cm.plain_inputs["data"]["Corefile"]
+    block = corefile.split("hosts {", 1)[1].split("}", 1)[0]
+    lines = {tuple(line.split()) for line in block.strip().splitlines()}
+    assert ("203.0.113.10", "harbor.corp.example") in lines  # the registry, for pulls and the mirror
+    assert ("198.51.100.10", "rancher.corp.example") in lines  # Rancher in docker mode, for the agents
+    assert ("fallthrough",) in lines  # everything else still goes to the site's DNS
