@@ -34,7 +34,7 @@ registry = Harbor("registry", HarborArgs.from_settings(settings, secrets, pki))
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(settings, pki, secrets.ssh_private_key))
 nodes = [
     WorkerNode(h.name, WorkerNodeArgs(settings, h, pki, secrets.ssh_private_key, control_plane.api_ready,
-                                      settings.control_plane_hosts[0]))
+                                      settings.control_plane_hosts[0], control_plane.kube_proxy_kubeconfig))
     for h in settings.node_hosts
 ]
 cluster_provider = pulumi_kubernetes.Provider(

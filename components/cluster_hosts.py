@@ -28,13 +28,20 @@ def hosts_entries(s: Settings) -> list[tuple[str, str]]:
     return entries
 
 
+def etc_hosts_script(s: Settings) -> str:
+    return render("hosts/etc_hosts.sh.j2", entries=hosts_entries(s))
+
+
+def etc_hosts_undo() -> str:
+    return render("hosts/etc_hosts_undo.sh.j2")
+
+
 def etc_hosts_step(s: Settings, host: Host, key: pulumi.Input[str], parent: pulumi.Resource) -> HostStep:
     """`<host>-etc-hosts`: a managed block in /etc/hosts (removed again on delete)."""
     return HostStep(
         f"{host.name}-etc-hosts",
         HostStepArgs(host=host.name, connection=host_connection(s, host, key),
-                     script=render("hosts/etc_hosts.sh.j2", entries=hosts_entries(s)),
-                     delete_script=render("hosts/etc_hosts_undo.sh.j2"), use_sudo=needs_sudo(s, host)),
+                     script=etc_hosts_script(s), delete_script=etc_hosts_undo(), use_sudo=needs_sudo(s, host)),
         opts=pulumi.ResourceOptions(parent=parent),
     )
 

@@ -224,6 +224,9 @@ class ControlPlane(pulumi.ComponentResource):
         self.ca_certificate = pki.cas["kubernetes"].cert_pem
         self.admin_kubeconfig = kubeconfig(CLUSTER_NAME, s.api_endpoint, self.ca_certificate, "kubernetes-admin",
                                            pki.certs["admin"].cert_pem, pki.certs["admin"].key_pem)
+        proxy = pki.certs["kube-proxy"]
+        self.kube_proxy_kubeconfig = kubeconfig(CLUSTER_NAME, s.api_endpoint, self.ca_certificate,
+                                                "system:kube-proxy", proxy.cert_pem, proxy.key_pem)
         managed = [h for h in s.hosts if h.has("etcd") or h.has("control-plane")]
         self.etc_hosts = {h.name: etc_hosts_step(s, h, args.ssh_private_key, self) for h in managed}
         key = random.RandomBytes("secrets-encryption-key", length=32, opts=pulumi.ResourceOptions(parent=self))

@@ -164,8 +164,8 @@ def _comment(text: str) -> str:
 
 
 def _rule_view(rule: FirewallRule) -> dict[str, Any]:
-    nets = [ipaddress.ip_network(s, strict=False) for s in rule.sources]
-    families = [(fam, [str(n) for n in nets if n.version == v]) for fam, v in (("ip", 4), ("ip6", 6))]
+    # sources are already normalised CIDRs (collapse): an IPv6 one is the one with a colon
+    families = [("ip", [n for n in rule.sources if ":" not in n]), ("ip6", [n for n in rule.sources if ":" in n])]
     return {
         "port": rule.port,
         "protocol": rule.protocol,

@@ -100,7 +100,6 @@ class HostStep(pulumi.ComponentResource):
         }
         super().__init__("containercloud:host:HostStep", name, props, opts)
         step_id = f"{args.host}-{name}"
-        plain_contents = pulumi.Output.all(*[f.content for f in plain_files])
 
         def scripts(contents: list[str]) -> dict[str, str]:
             files = [
@@ -123,14 +122,24 @@ class HostStep(pulumi.ComponentResource):
                 "undo": undo,
             }
 
-        rendered = plain_contents.apply(scripts)
-        self.digest = rendered.apply(lambda r: r["digest"])
-        self.script = rendered.apply(lambda r: r["body"])
+        contents = [f.content for f in plain_files]
+        if all(isinstance(c, str) for c in contents):
+            now = scripts(contents)  # nothing to wait for: render now, no Output chain (cheaper at scale)
+            self.digest: pulumi.Input[str] = now["digest"]
+            self.script: pulumi.Input[str] = now["body"]
+            create: pulumi.Input[str] = now["create"]
+            delete: pulumi.Input[str] = now["delete"]
+        else:
+            rendered = pulumi.Output.all(*contents).apply(scripts)
+            self.digest = rendered.apply(lambda r: r["digest"])
+            self.script = rendered.apply(lambda r: r["body"])
+            create = rendered.apply(lambda r: r["create"])
+            delete = rendered.apply(lambda r: r["delete"])
         self.command = command.remote.Command(
             name,
             connection=args.connection,
-            create=rendered.apply(lambda r: r["create"]),
-            delete=rendered.apply(lambda r: r["delete"]),
+            create=create,
+            delete=delete,
             stdin=_secret_bundle(args.files),
             triggers=[self.digest],
             add_previous_output_in_env=False,

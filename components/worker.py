@@ -2,8 +2,8 @@
 configured over SSH. Every worker depends on the control plane's readiness, never on another worker.
 
 Steps (remote commands) per worker:
-  <w>-etc-hosts   the /etc/hosts block (unless the control plane manages this host already)
-  <w>-runtime     containerd, runc, CNI plugins, crictl; registry trust (certs.d) and the pause image
+  <w>-runtime     the /etc/hosts block (unless the control plane manages this host already);
+                  containerd, runc, CNI plugins, crictl; registry trust (certs.d) and the pause image
   <w>-kubelet     kubelet + kube-proxy (after the API answers)
   <w>-node        runs on the first control-plane host: waits for the Node; its delete cordons,
                   drains and deletes the Node before the kubelet step stops the services.
@@ -17,7 +17,7 @@ from typing import Any, Optional
 import pulumi
 
 from components import artifacts
-from components.cluster_hosts import etc_hosts_step, step_opts
+from components.cluster_hosts import etc_hosts_script, etc_hosts_undo, step_opts
 from components.config import Host, Settings
 from components.control_plane import CLUSTER_NAME, unit
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
@@ -44,6 +44,7 @@ class WorkerNodeArgs:
     ssh_private_key: pulumi.Input[str]
     api_ready: pulumi.Resource
     drain_host: Host  # the control-plane host whose admin kubeconfig drains this node
+    kube_proxy_kubeconfig: Optional[pulumi.Output[str]] = None  # the same on every node: built once
 
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -147,10 +148,7 @@ class WorkerNode(pulumi.ComponentResource):
         self.args = args
         s, host = args.settings, args.host
         self.connection = host_connection(s, host, args.ssh_private_key)
-        deps: list[pulumi.Resource] = []
-        if not (host.has("etcd") or host.has("control-plane")):
-            deps.append(etc_hosts_step(s, host, args.ssh_private_key, self).command)
-        runtime = self._runtime(deps)
+        runtime = self._runtime()
         kubelet = self._kubelet([runtime.command, args.api_ready])
         node = self._node(kubelet)
         self.ready = node.command
@@ -164,8 +162,11 @@ class WorkerNode(pulumi.ComponentResource):
                                      delete_script=delete_script, files=files, use_sudo=needs_sudo(s, host)),
                         opts=step_opts(self, depends_on))
 
-    def _runtime(self, deps: list[pulumi.Resource]) -> HostStep:
+    def _runtime(self) -> HostStep:
+        """containerd, runc, CNI plugins, crictl, registry trust; on hosts the control plane does not
+        manage, also the /etc/hosts block (one remote command fewer per worker)."""
         s, host, pki = self.args.settings, self.args.host, self.args.pki
+        own_hosts_block = not (host.has("etcd") or host.has("control-plane"))
         bins = [artifacts.containerd(), artifacts.runc(), artifacts.cni_plugins(), artifacts.crictl()]
         registry = s.registry_hostname
         files = [
@@ -188,12 +189,12 @@ class WorkerNode(pulumi.ComponentResource):
         step_id = f"{host.name}-runtime"
         restart_on = ["/etc/containerd/config.toml", f"{UNITS}/containerd.service", f"{BIN}/containerd",
                       f"{BIN}/containerd-shim-runc-v2", "/usr/local/sbin/runc"]
-        script = artifacts.fetch_script(s, step_id, bins) + render(
-            "worker/runtime.sh.j2", host=host.name, sysctl_file=SYSCTL_FILE, paths=restart_on)
+        script = (etc_hosts_script(s) if own_hosts_block else "") + artifacts.fetch_script(s, step_id, bins) \
+            + render("worker/runtime.sh.j2", host=host.name, sysctl_file=SYSCTL_FILE, paths=restart_on)
         delete = render("worker/runtime_undo.sh.j2", sysctl_file=SYSCTL_FILE, modules_file=MODULES_FILE) \
-            + artifacts.cleanup_script(s, step_id, bins)
+            + artifacts.cleanup_script(s, step_id, bins) + (etc_hosts_undo() if own_hosts_block else "")
         uploads = artifacts.uploads(s, f"{host.name}-runtime", self.connection, bins, self)
-        return self._step("runtime", script, delete, files, deps + uploads)
+        return self._step("runtime", script, delete, files, uploads)
 
     def _kubelet(self, deps: list[pulumi.Resource]) -> HostStep:
         s, host, pki = self.args.settings, self.args.host, self.args.pki
@@ -216,6 +217,7 @@ class WorkerNode(pulumi.ComponentResource):
                           requires=["containerd.service"])),
             HostFile(PROXY_CONFIG, to_yaml(kube_proxy_config(s))),
             HostFile("/etc/kubernetes/kube-proxy.conf",
+                     self.args.kube_proxy_kubeconfig or
                      kubeconfig(CLUSTER_NAME, s.api_endpoint, ca, "system:kube-proxy", proxy.cert_pem,
                                 proxy.key_pem), "0600", secret=True),
             HostFile(f"{UNITS}/kube-proxy.service",

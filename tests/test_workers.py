@@ -12,7 +12,7 @@ import tomllib
 import pytest
 import yaml
 
-from components.cluster_hosts import hosts_entries
+from components.cluster_hosts import etc_hosts_script, etc_hosts_undo, hosts_entries
 from components.config import parse_settings
 from tests.harness.runner import ProgramRun, load_stack_config, run_program
 from tests.k8s_support import (
@@ -97,8 +97,15 @@ def test_etc_hosts_block_is_managed_idempotently(stack, tmp_path):
     """Runs the real step body twice and its undo on a copy of /etc/hosts bind-mounted in a private
     mount namespace."""
     run, s = stack
-    w = s.worker_hosts[0]
+    w = s.control_plane_hosts[0]  # its own step; workers run the same block inside their runtime step
     st = step(run, f"{w.name}-etc-hosts")
+    block = etc_hosts_script(s)
+    assert block in inner_script(st.command["create"])
+    for worker in s.worker_hosts:
+        if not (worker.has("etcd") or worker.has("control-plane")):
+            runtime = step(run, f"{worker.name}-runtime")
+            assert block in inner_script(runtime.command["create"])
+            assert etc_hosts_undo() in inner_script(runtime.command["delete"])
     create, delete = inner_script(st.command["create"]), inner_script(st.command["delete"])
     # the body without the marker bookkeeping (that writes under /var/lib): cut at the marker lines
     body = create.split("install -d -m 0700 /var/lib/containercloud/steps")[0]
