@@ -99,7 +99,7 @@ class HostStep(pulumi.ComponentResource):
             ],
         }
         super().__init__("containercloud:host:HostStep", name, props, opts)
-        step_id = f"{args.host}-{name}"
+        step_id = name if name.startswith(f"{args.host}-") else f"{args.host}-{name}"  # the marker file name
 
         def scripts(contents: list[str]) -> dict[str, str]:
             files = [
