@@ -140,7 +140,7 @@ def test_every_host_firewalled() -> None:
 # --- 5. apiserver ----------------------------------------------------------------------------------------------
 
 FLAGS = {"anonymous-auth": "false", "authorization-mode": "Node,RBAC", "service-node-port-range": "30000-32767",
-         "secure-port": "6443"}
+         "secure-port": "6443", "encryption-provider-config": "/etc/kubernetes/encryption-config.yaml"}
 CP = "containercloud:k8s:ControlPlane"
 
 
@@ -151,6 +151,8 @@ def test_apiserver_hardening() -> None:
                    {"token-auth-file": "/etc/k/tokens.csv"}, {"service-node-port-range": "80-65535"}):
         assert len(run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | change})) == 1, change
     assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | {"insecure-port": "0"}}) == []
+    no_encryption = {k: v for k, v in FLAGS.items() if k != "encryption-provider-config"}
+    assert len(run(hardening.validate_apiserver, CP, {"apiserverFlags": no_encryption})) == 1
     flags = {k: v for k, v in FLAGS.items() if k != "anonymous-auth"}
     assert run(hardening.validate_apiserver, CP, {"apiserverFlags": flags}), "unset anonymous-auth defaults to true"
     assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS, "nodePortRange": "80-65535"})

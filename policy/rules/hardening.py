@@ -68,6 +68,8 @@ def apiserver_problems(props: Any) -> list[str]:
     for flag in ("basic-auth-file", "token-auth-file"):
         if _flag(flags, flag) is not None:
             problems.append(f"{flag} is set; static password and token files are not allowed")
+    if not _flag(flags, "encryption-provider-config"):
+        problems.append("encryption-provider-config is not set; Secrets must be encrypted at rest in etcd")
     for where, value in (("service-node-port-range", _flag(flags, "service-node-port-range")),
                          ("nodePortRange", get(props, "nodePortRange"))):
         if value is not None and (problem := _node_port_problem(value, where)):
@@ -76,7 +78,8 @@ def apiserver_problems(props: Any) -> list[str]:
 
 
 def validate_apiserver(args: Any, report: Report) -> None:
-    """kube-apiserver: anonymous auth off, Node,RBAC, no insecure port, no static auth files, NodePorts in range."""
+    """kube-apiserver: anonymous auth off, Node,RBAC, no insecure port, no static auth files, NodePorts in range,
+    Secrets encrypted at rest."""
     if args.resource_type != CONTROL_PLANE:
         return
     for problem in apiserver_problems(args.props):
