@@ -23,3 +23,17 @@ def dev() -> ProgramRun:
 @pytest.fixture(scope="session")
 def ha() -> ProgramRun:
     return _run("ha")
+
+
+@pytest.fixture(scope="session")
+def dev_helm() -> ProgramRun:
+    """dev with Rancher by Helm: the rancher host is also a worker, as helm mode requires."""
+    hosts = [
+        {"name": "rancher-1", "address": "198.51.100.10", "zone": "inside", "roles": ["rancher", "worker"]},
+        {"name": "master-1", "address": "198.51.100.11", "zone": "inside", "roles": ["etcd", "control-plane"]},
+        {"name": "harbor-1", "address": "203.0.113.10", "zone": "dmz", "roles": ["registry"]},
+        {"name": "worker-1", "address": "203.0.113.21", "zone": "dmz", "roles": ["worker"]},
+    ]
+    run = run_program("dev", {"rancherMode": "helm", "rancherReplicas": 1, "hosts": hosts})
+    assert run.error is None, run.error
+    return run

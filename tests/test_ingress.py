@@ -15,7 +15,7 @@ import yaml
 from components import artifacts
 from components.config import Settings, parse_settings
 from tests.harness import load_stack_config
-from tests.harness.runner import PROJECT, ProgramRun, run_program
+from tests.harness.runner import PROJECT, ProgramRun
 from tests.test_firewall import firewalls, ports_of, sources
 from tests.test_registry import full_script
 
@@ -25,19 +25,6 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 COMMAND = "command:remote:Command"
 LABEL = "node-role.containercloud.io/rancher"
 TAG = "v1.13.3"
-
-
-@pytest.fixture(scope="module")
-def dev_helm() -> ProgramRun:
-    hosts = [
-        {"name": "rancher-1", "address": "198.51.100.10", "zone": "inside", "roles": ["rancher", "worker"]},
-        {"name": "master-1", "address": "198.51.100.11", "zone": "inside", "roles": ["etcd", "control-plane"]},
-        {"name": "harbor-1", "address": "203.0.113.10", "zone": "dmz", "roles": ["registry"]},
-        {"name": "worker-1", "address": "203.0.113.21", "zone": "dmz", "roles": ["worker"]},
-    ]
-    run = run_program("dev", {"rancherMode": "helm", "rancherReplicas": 1, "hosts": hosts})
-    assert run.error is None, run.error
-    return run
 
 
 def settings_of(stack: str) -> Settings:

@@ -6,9 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.harness.runner import ProgramRun, run_program
+from tests.harness.runner import ProgramRun
 from tests.test_registry import full_script, openssl_verify, step_file_secret, step_files
 
 RANCHER = "containercloud:rancher:RancherServer"
@@ -16,19 +14,6 @@ STEP = "containercloud:host:HostStep"
 COMMAND = "command:remote:Command"
 SECRET = "kubernetes:core/v1:Secret"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-
-
-@pytest.fixture(scope="module")
-def dev_helm() -> ProgramRun:
-    hosts = [
-        {"name": "rancher-1", "address": "198.51.100.10", "zone": "inside", "roles": ["rancher", "worker"]},
-        {"name": "master-1", "address": "198.51.100.11", "zone": "inside", "roles": ["etcd", "control-plane"]},
-        {"name": "harbor-1", "address": "203.0.113.10", "zone": "dmz", "roles": ["registry"]},
-        {"name": "worker-1", "address": "203.0.113.21", "zone": "dmz", "roles": ["worker"]},
-    ]
-    run = run_program("dev", {"rancherMode": "helm", "rancherReplicas": 1, "hosts": hosts})
-    assert run.error is None, run.error
-    return run
 
 
 def api_ready_urn(run: ProgramRun) -> str:
