@@ -18,8 +18,8 @@ from typing import Any, Optional
 
 import yaml
 
-from tests.harness import ProgramRun, run_program
-from tests.harness.runner import ROOT
+from offline.engine import ProgramRun, run_program
+from offline.engine.runner import ROOT
 
 COMMAND = "command:remote:Command"
 HOST_STEP = "containercloud:host:HostStep"

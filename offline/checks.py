@@ -17,9 +17,9 @@ from typing import Any, Optional
 import yaml
 from cryptography import x509
 
+from offline.engine import ProgramRun
+from offline.engine.mocks import unwrap
 from offline.hosts import PlacedFile, Step
-from tests.harness import ProgramRun
-from tests.harness.mocks import unwrap
 
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".mount", ".path", ".target")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Optional
 
 from offline.checks import Check, check_all
+from offline.engine import run_program
+from offline.engine.runner import PROJECT, ROOT
 from offline.hosts import collect, write_hosts
 from offline.plan import build_plan, leaked_private_keys, scrub
 from offline.policy import run_policy
 from offline.report import summary, tree
-from tests.harness import run_program
-from tests.harness.runner import PROJECT, ROOT
 
 
 def _parser() -> argparse.ArgumentParser:

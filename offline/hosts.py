@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
-from tests.harness import ProgramRun
-from tests.harness.mocks import SECRET_SIG, SECRET_VALUE, unwrap
-from tests.harness.monitor import Registration
+from offline.engine import ProgramRun
+from offline.engine.mocks import SECRET_SIG, SECRET_VALUE, unwrap
+from offline.engine.monitor import Registration
 
 HOST_STEP = "containercloud:host:HostStep"
 COMMAND = "command:remote:Command"

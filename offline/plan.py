@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness import ProgramRun
-from tests.harness.mocks import SECRET_SIG, SECRET_VALUE
+from offline.engine import ProgramRun
+from offline.engine.mocks import SECRET_SIG, SECRET_VALUE
 
 REDACTED = "[secret]"
 PRIVATE_MARKERS = ("PRIVATE KEY-----",)

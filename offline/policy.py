@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness.monitor import Registration
+from offline.engine.monitor import Registration
 
 
 @dataclass
@@ -39,9 +39,9 @@ def run_policy(pack: Path, registrations: list[Registration], skip: bool = False
     if not (pack / "__main__.py").is_file():
         return PolicyResult(False, [], f"no policy pack at {pack}/__main__.py")
     try:
-        from tests.harness import policy_client as client
+        from offline.engine import policy_client as client
     except ImportError as err:
-        return PolicyResult(False, [], f"tests/harness/policy_client.py is missing: {err}")
+        return PolicyResult(False, [], f"offline/engine/policy_client.py is missing: {err}")
     with client.PolicyAnalyzer(pack) as analyzer:
         violations = analyzer.analyze(registrations)
     return PolicyResult(True, sorted((_as_dict(v) for v in violations),

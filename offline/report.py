@@ -6,9 +6,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 from offline.checks import Check
+from offline.engine import ProgramRun
 from offline.hosts import PlacedFile
 from offline.policy import PolicyResult
-from tests.harness import ProgramRun
 
 
 def tree(run: ProgramRun, project: str) -> Iterator[str]:

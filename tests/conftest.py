@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import ProgramRun, run_program
+from offline.engine import ProgramRun, run_program
 
 
 def _run(stack: str) -> ProgramRun:

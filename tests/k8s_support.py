@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from tests.harness.runner import PLACEHOLDER_PREFIX, ProgramRun
+from offline.engine.runner import PLACEHOLDER_PREFIX, ProgramRun
 
 K8S_TYPES = ("containercloud:k8s:ControlPlane", "containercloud:k8s:WorkerNode")
 COMMAND = "command:remote:Command"

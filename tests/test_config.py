@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from components.config import SECRET_KEYS, Settings
-from tests.harness import run_program
-from tests.harness.runner import ROOT, load_stack_config
+from offline.engine import run_program
+from offline.engine.runner import ROOT, load_stack_config
 
 DEV_HOSTS: list[dict[str, Any]] = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"][
     "container-cloud:hosts"

@@ -19,7 +19,7 @@ import yaml
 
 from components.config import parse_settings
 from components.control_plane import etcd_remove_script
-from tests.harness.runner import ProgramRun, load_stack_config, run_program
+from offline.engine.runner import ProgramRun, load_stack_config, run_program
 from tests.k8s_support import COMMAND, files_by_host, inner_script, k8s_steps, secret_strings, step, unit_exec
 
 NODE_UNITS = {"containerd.service", "kubelet.service", "kube-proxy.service"}
@@ -378,7 +378,7 @@ def test_etcd_member_removal_leaves_the_cluster_before_stopping(tmp_path):
 def test_secrets_are_encrypted_at_rest_with_a_generated_key(dev: ProgramRun) -> None:
     import yaml as _yaml
 
-    from tests.harness.mocks import unwrap
+    from offline.engine.mocks import unwrap
 
     step = dev.named("master-1-kube-apiserver", "containercloud:host:HostStep")
     files = {f["path"]: f for f in step.plain_inputs["files"]}

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from components.config import parse_settings
+from offline.engine import load_stack_config, run_program
+from offline.engine.runner import PROJECT, ProgramRun
 from policy.rules.ports import FLOWS, PORT_SETTINGS, markdown_table
-from tests.harness import load_stack_config, run_program
-from tests.harness.runner import PROJECT, ProgramRun
 
 ROOT = Path(__file__).resolve().parents[1]
 FW = "containercloud:net:HostFirewall"

@@ -16,7 +16,7 @@ import yaml
 
 from components import artifacts
 from components.config import ConfigError, parse_settings
-from tests.harness.runner import ProgramRun, load_stack_config, run_program
+from offline.engine.runner import ProgramRun, load_stack_config, run_program
 from tests.k8s_support import inner_script, k8s_steps, short
 
 UPSTREAM_HOSTS = ("dl.k8s.io", "github.com", "ghcr.io", "registry.k8s.io", "docker.io", "quay.io", "googleapis")

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from components.templating import render
-from tests.harness import ProgramRun, run_program
+from offline.engine import ProgramRun, run_program
 
 PROGRAM = '''
 import pulumi

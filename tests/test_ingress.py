@@ -14,8 +14,8 @@ import yaml
 
 from components import artifacts
 from components.config import Settings, parse_settings
-from tests.harness import load_stack_config
-from tests.harness.runner import PROJECT, ProgramRun
+from offline.engine import load_stack_config
+from offline.engine.runner import PROJECT, ProgramRun
 from tests.test_firewall import firewalls, ports_of, sources
 from tests.test_registry import full_script
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import run_program
+from offline.engine import run_program
 
 INSIDE_ADDR, DMZ_ADDR = "198.51.100.11", "203.0.113.21"
 PORTS = (6443, 2379, 2380, 10250)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.runner import ROOT
+from offline.engine.runner import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PACK = ROOT / "policy" / "__main__.py"

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.harness import ProgramRun, run_program
+from offline.engine import ProgramRun, run_program
 
 CA_NAMES = {"kubernetes": "kubernetes-ca", "etcd": "etcd-ca", "front-proxy": "kubernetes-front-proxy-ca"}
 
@@ -35,7 +35,7 @@ def _certs(run: ProgramRun) -> dict[str, str]:
 
 
 def _out(reg: Any, key: str) -> str:
-    from tests.harness.mocks import unwrap
+    from offline.engine.mocks import unwrap
 
     return unwrap(reg.outputs[key])
 

@@ -12,11 +12,11 @@ from typing import Any, Optional
 
 import pytest
 
-from tests.harness import run_program
-from tests.harness.mocks import SECRET_SIG, SECRET_VALUE
-from tests.harness.monitor import Registration
-from tests.harness.policy_client import PolicyAnalyzer, Violation, mandatory
-from tests.harness.runner import ProgramRun
+from offline.engine import run_program
+from offline.engine.mocks import SECRET_SIG, SECRET_VALUE
+from offline.engine.monitor import Registration
+from offline.engine.policy_client import PolicyAnalyzer, Violation, mandatory
+from offline.engine.runner import ProgramRun
 
 FW = "containercloud:net:HostFirewall"
 POLICIES = {

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.harness.runner import ProgramRun
+from offline.engine.runner import ProgramRun
 from tests.test_registry import full_script, openssl_verify, step_file_secret, step_files
 
 RANCHER = "containercloud:rancher:RancherServer"

@@ -11,8 +11,8 @@ import yaml
 
 from components import artifacts, docker_engine
 from components.config import parse_settings
-from tests.harness.mocks import unwrap
-from tests.harness.runner import ROOT, ProgramRun, load_stack_config
+from offline.engine.mocks import unwrap
+from offline.engine.runner import ROOT, ProgramRun, load_stack_config
 
 REGISTRY = "containercloud:registry:Harbor"
 STEP = "containercloud:host:HostStep"

@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from components.config import parse_settings
-from tests.harness import ProgramRun, run_program
-from tests.harness.runner import ROOT, load_stack_config
+from offline.engine import ProgramRun, run_program
+from offline.engine.runner import ROOT, load_stack_config
 
 PROGRAM = ROOT / "__main__.py"
 TEAM_TYPE = "containercloud:k8s:TeamAccess"

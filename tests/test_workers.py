@@ -14,7 +14,7 @@ import yaml
 
 from components.cluster_hosts import etc_hosts_script, etc_hosts_undo, hosts_entries
 from components.config import parse_settings
-from tests.harness.runner import ProgramRun, load_stack_config, run_program
+from offline.engine.runner import ProgramRun, load_stack_config, run_program
 from tests.k8s_support import (
     COMMAND,
     command_graph,

@@ -12,7 +12,7 @@ from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, _resolve_callbac
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop
 
-from tests.harness.mocks import SECRET_SIG, SECRET_VALUE, unwrap
+from offline.engine.mocks import SECRET_SIG, SECRET_VALUE, unwrap
 
 
 @dataclass

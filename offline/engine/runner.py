@@ -23,8 +23,8 @@ from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from tests.harness.mocks import HighFidelityMocks, KeyFactory
-from tests.harness.monitor import RecordingMonitor, Registration
+from offline.engine.mocks import HighFidelityMocks, KeyFactory
+from offline.engine.monitor import RecordingMonitor, Registration
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "container-cloud"
