@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import artifacts
+from components import artifacts, etcd_backup
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
@@ -17,6 +17,7 @@ from components.worker import WorkerNode, WorkerNodeArgs
 
 settings, secrets = load_settings()
 artifacts.check_bill_of_materials(settings)  # unknown versions fail here, before any resource
+etcd_backup.require_valid(settings)  # the day-two settings (backups, rolling batches), likewise
 
 # --- PKI -----------------------------------------------------------------------------------------
 pki = ClusterPki("pki", ClusterPkiArgs.from_settings(settings))

@@ -126,6 +126,10 @@ class Settings(_Model):
     public_ports: list[int] = Field(alias="publicPorts")
     artifacts_mirror_url: str = Field(alias="artifactsMirrorUrl")
     artifacts_directory: str = Field(alias="artifactsDirectory")
+    etcd_backup_interval_hours: int = Field(alias="etcdBackupIntervalHours")
+    etcd_backup_retain: int = Field(alias="etcdBackupRetain")
+    etcd_backup_host: str = Field(alias="etcdBackupHost")
+    max_unavailable_workers: int = Field(alias="maxUnavailableWorkers")
 
     # --- derived views --------------------------------------------------------
     def hosts_with(self, role: str) -> list[Host]:

@@ -17,6 +17,7 @@ import yaml
 from components import artifacts
 from components.cluster_hosts import etc_hosts_step, step_opts
 from components.config import Host, Settings
+from components.etcd_backup import EtcdBackup, EtcdBackupArgs
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.kubeconfig import kubeconfig
 from components.pki import ClusterPki
@@ -234,6 +235,9 @@ class ControlPlane(pulumi.ComponentResource):
         self.encryption_config: pulumi.Output[str] = pulumi.Output.secret(config)  # type: ignore[arg-type]
         self.etcd = [self._etcd(h) for h in s.etcd_hosts]
         etcd_commands: list[pulumi.Resource] = [step.command for step in self.etcd]
+        self.backup = EtcdBackup(f"{name}-etcd-backup", EtcdBackupArgs(
+            s, args.ssh_private_key, {h.name: st.command for h, st in zip(s.etcd_hosts, self.etcd, strict=True)}),
+            opts=pulumi.ResourceOptions(parent=self))
         self.apiservers = [self._apiserver(h, etcd_commands) for h in s.control_plane_hosts]
         self.controllers = [self._controllers(h, api) for h, api in zip(s.control_plane_hosts, self.apiservers,
                                                                            strict=True)]
