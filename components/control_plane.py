@@ -85,6 +85,18 @@ def etcd_servers(s: Settings) -> str:
     return ",".join(f"https://{h.address}:2379" for h in s.etcd_hosts)
 
 
+def version_file(component: str) -> str:
+    return f"{K8S}/{component}.version"
+
+
+def skew_guard(s: Settings, host: Host, component: str, kubeconfig_path: Optional[str] = None) -> str:
+    """Refuses, on the host and before anything is replaced, a minor-version skip or downgrade of
+    `component`; with `kubeconfig_path` (the kubelet's), also a kubelet newer than the running API server."""
+    return render("node/skew_guard.sh.j2", target=s.kubernetes_version, host=host.name, component=component,
+                  version_file=version_file(component), binary=f"{BIN}/{component}", kubeconfig=kubeconfig_path,
+                  server=s.api_endpoint)
+
+
 def service_account_issuer(s: Settings) -> str:
     return f"https://kubernetes.default.svc.{s.cluster_domain}"
 
@@ -320,8 +332,9 @@ class ControlPlane(pulumi.ComponentResource):
         ]
         step_id = f"{host.name}-kube-apiserver"
         restart_on = [f.path for f in files if f.path != f"{K8S}/admin.conf"] + [f"{BIN}/kube-apiserver"]
-        script = artifacts.fetch_script(s, step_id, bins) + render(
-            "apiserver/start.sh.j2", host=host.name, port=s.api_server_port, paths=restart_on)
+        script = skew_guard(s, host, "kube-apiserver") + artifacts.fetch_script(s, step_id, bins) + render(
+            "apiserver/start.sh.j2", host=host.name, port=s.api_server_port, paths=restart_on,
+            target=s.kubernetes_version, version_file=version_file("kube-apiserver"))
         delete = render("apiserver/stop.sh.j2") + artifacts.cleanup_script(s, step_id, bins)
         deps = [self.etc_hosts[host.name].command, *etcd, *self._uploads(host, "kube-apiserver", bins)]
         return self._step(host, "kube-apiserver", script, delete, files, deps)

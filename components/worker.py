@@ -19,7 +19,7 @@ import pulumi
 from components import artifacts
 from components.cluster_hosts import etc_hosts_script, etc_hosts_undo, step_opts
 from components.config import Host, Settings
-from components.control_plane import CLUSTER_NAME, unit
+from components.control_plane import CLUSTER_NAME, skew_guard, unit, version_file
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.kubeconfig import kubeconfig
 from components.pki import ClusterPki
@@ -229,8 +229,10 @@ class WorkerNode(pulumi.ComponentResource):
                          f"{UNITS}/kubelet.service", f"{BIN}/kubelet"]
         proxy_paths = [PROXY_CONFIG, "/etc/kubernetes/kube-proxy.conf", f"{UNITS}/kube-proxy.service",
                        f"{BIN}/kube-proxy"]
-        script = artifacts.fetch_script(s, step_id, bins) + render(
-            "worker/kubelet.sh.j2", host=host.name, kubelet_paths=kubelet_paths, proxy_paths=proxy_paths)
+        script = skew_guard(s, host, "kubelet", "/etc/kubernetes/kubelet.conf") \
+            + artifacts.fetch_script(s, step_id, bins) + render(
+            "worker/kubelet.sh.j2", host=host.name, kubelet_paths=kubelet_paths, proxy_paths=proxy_paths,
+            target=s.kubernetes_version, version_file=version_file("kubelet"))
         delete = render("worker/kubelet_undo.sh.j2") + artifacts.cleanup_script(s, step_id, bins)
         uploads = artifacts.uploads(s, f"{host.name}-kubelet", self.connection, bins, self)
         return self._step("kubelet", script, delete, files, deps + uploads)
