@@ -25,6 +25,7 @@ from components.templating import render, to_yaml
 
 ETCD_PKI = "/etc/etcd/pki"
 ETCD_DATA = "/var/lib/etcd"
+ETCD_ENV = "/etc/etcd/cluster.env"
 K8S = "/etc/kubernetes"
 PKI = "/etc/kubernetes/pki"
 ENCRYPTION_CONFIG = f"{K8S}/encryption-config.yaml"
@@ -42,10 +43,6 @@ class ControlPlaneArgs:
 
 # --- flags (pure functions of the settings: the unit files and the component props use them) -------
 
-def etcd_initial_cluster(s: Settings) -> str:
-    return ",".join(f"{h.name}=https://{h.address}:2380" for h in s.etcd_hosts)
-
-
 def etcd_flags(s: Settings, host: Host) -> dict[str, str]:
     return {
         "name": host.name,
@@ -54,8 +51,6 @@ def etcd_flags(s: Settings, host: Host) -> dict[str, str]:
         "advertise-client-urls": f"https://{host.address}:2379",
         "listen-peer-urls": f"https://{host.address}:2380",
         "initial-advertise-peer-urls": f"https://{host.address}:2380",
-        "initial-cluster": etcd_initial_cluster(s),
-        "initial-cluster-state": "new",
         "initial-cluster-token": f"containercloud-{pulumi.get_stack()}",
         "listen-metrics-urls": "http://127.0.0.1:2381",
         "client-cert-auth": "true",
@@ -72,6 +67,21 @@ def etcd_flags(s: Settings, host: Host) -> dict[str, str]:
                          "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
         "snapshot-count": "10000",
     }
+
+
+def etcd_join_script(s: Settings, host: Host, pki: str = ETCD_PKI, data_dir: str = ETCD_DATA,
+                     env_file: str = ETCD_ENV, client_urls: Optional[dict[str, str]] = None,
+                     peer_urls: Optional[dict[str, str]] = None) -> str:
+    """Writes ETCD_INITIAL_CLUSTER(_STATE) for a member without data: `new` when no other member answers,
+    else `member add` (one unstarted member at a time) and `existing`. The URL maps default to the
+    inventory's (tests pass loopback ones)."""
+    clients = client_urls or {h.name: f"https://{h.address}:2379" for h in s.etcd_hosts}
+    peers = peer_urls or {h.name: f"https://{h.address}:2380" for h in s.etcd_hosts}
+    names = [h.name for h in s.etcd_hosts if h.name in peers]
+    return render("etcd/join.sh.j2", name=host.name, pki=pki, data_dir=data_dir, env_file=env_file,
+                  peer_url=peers[host.name], others=",".join(clients[n] for n in names if n != host.name),
+                  initial_cluster=",".join(f"{n}={peers[n]}" for n in names),
+                  names=",".join(f"{n}={peers[n]}" for n in names))
 
 
 def etcd_remove_script(s: Settings, host: Host, pki: str = ETCD_PKI, data_dir: str = ETCD_DATA,
@@ -284,7 +294,7 @@ class ControlPlane(pulumi.ComponentResource):
         server, peer = pki.certs[f"etcd-server-{host.name}"], pki.certs[f"etcd-peer-{host.name}"]
         health = pki.certs["etcd-healthcheck-client"]
         unit_text = render("etcd/etcd.service.j2", name=host.name, binary=f"{BIN}/etcd",
-                           flags=etcd_flags(s, host))
+                           flags=etcd_flags(s, host), env_file=ETCD_ENV)
         files = [
             HostFile(f"{ETCD_PKI}/ca.crt", pki.cas["etcd"].cert_pem),
             HostFile(f"{ETCD_PKI}/server.crt", server.cert_pem),
@@ -296,9 +306,9 @@ class ControlPlane(pulumi.ComponentResource):
             HostFile(f"{UNITS}/etcd.service", unit_text),
         ]
         step_id = f"{host.name}-etcd"
-        script = artifacts.fetch_script(s, step_id, bins) + render(
+        script = artifacts.fetch_script(s, step_id, bins) + etcd_join_script(s, host) + render(
             "etcd/start.sh.j2", name=host.name, data_dir=ETCD_DATA, pki=ETCD_PKI,
-            endpoint="https://127.0.0.1:2379", paths=[f.path for f in files] + [f"{BIN}/etcd"])
+            endpoint="https://127.0.0.1:2379", paths=[f.path for f in files] + [ETCD_ENV, f"{BIN}/etcd"])
         delete = etcd_remove_script(s, host) + artifacts.cleanup_script(s, step_id, bins)
         deps = [self.etc_hosts[host.name].command, *self._uploads(host, "etcd", bins)]
         return self._step(host, "etcd", script, delete, files, deps)

@@ -171,7 +171,12 @@ def test_etcd_flags_from_the_rendered_unit(stack):
         _, flags = unit_exec(files[host.name]["/etc/systemd/system/etcd.service"])
         assert flags["client-cert-auth"] == "true" and flags["peer-client-cert-auth"] == "true"
         assert flags["auto-tls"] == "false" and flags["peer-auto-tls"] == "false"
-        assert flags["initial-cluster"] == ",".join(f"{h.name}=https://{h.address}:2380" for h in s.etcd_hosts)
+        # membership is decided at step time (tests/test_day_two_etcd_join.py): a fresh cluster gets the
+        # inventory's members, state new, through the unit's EnvironmentFile
+        assert "initial-cluster" not in flags and "initial-cluster-state" not in flags
+        assert "EnvironmentFile=-/etc/etcd/cluster.env" in files[host.name]["/etc/systemd/system/etcd.service"]
+        members = ",".join(f"{h.name}=https://{h.address}:2380" for h in s.etcd_hosts)
+        assert f"cluster={members}" in step(run, f"{host.name}-etcd").command["create"]
         assert flags["data-dir"] == "/var/lib/etcd"
         assert all(u.startswith("https://") for u in flags["listen-client-urls"].split(","))
         for key in ("trusted-ca-file", "cert-file", "key-file", "peer-trusted-ca-file", "peer-cert-file",
@@ -286,6 +291,7 @@ def test_real_etcd_with_rendered_flags_accepts_only_our_client_certs(dev):
         adapted[key] = value
     # the rendered listen-client-urls holds the host address and loopback: both map to one loopback URL
     adapted["listen-client-urls"] = f"https://127.0.0.1:{client}"
+    adapted["initial-cluster"] = f"{host.name}=https://127.0.0.1:{peer}"  # what the join step writes, here
     args = ["etcd"] + [f"--{k}={v}" for k, v in adapted.items()]
     log = open(work / "etcd.log", "w")  # noqa: SIM115 - closed in finally, after the process
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
