@@ -13,7 +13,7 @@ from components.pki import ClusterPki, ClusterPkiArgs
 from components.rancher import RancherServer, RancherServerArgs
 from components.registry import Harbor, HarborArgs
 from components.team_access import TeamAccess, TeamAccessArgs
-from components.worker import WorkerNode, WorkerNodeArgs
+from components.worker import worker_nodes
 
 settings, secrets = load_settings()
 artifacts.check_bill_of_materials(settings)  # unknown versions fail here, before any resource
@@ -31,13 +31,10 @@ firewalls = [
 # --- registry: Harbor, registry trust, image mirror ------------------------------------------------
 registry = Harbor("registry", HarborArgs.from_settings(settings, secrets, pki))
 
-# --- kubernetes: etcd, control plane, nodes (all in parallel), add-ons -------------------------------
+# --- kubernetes: etcd, control plane (apiservers one at a time), nodes (batches), add-ons -----------
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(settings, pki, secrets.ssh_private_key))
-nodes = [
-    WorkerNode(h.name, WorkerNodeArgs(settings, h, pki, secrets.ssh_private_key, control_plane.api_ready,
-                                      settings.control_plane_hosts[0], control_plane.kube_proxy_kubeconfig))
-    for h in settings.node_hosts
-]
+nodes = worker_nodes(settings, pki, secrets.ssh_private_key, control_plane.api_ready,
+                     control_plane.kube_proxy_kubeconfig)  # rolled out in maxUnavailableWorkers batches
 cluster_provider = pulumi_kubernetes.Provider(
     "cluster", kubeconfig=control_plane.admin_kubeconfig,
     opts=pulumi.ResourceOptions(depends_on=[control_plane.api_ready]),

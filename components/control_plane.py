@@ -1,8 +1,10 @@
 """ControlPlane: etcd (static cluster, mTLS), kube-apiserver, kube-controller-manager and kube-scheduler
 as systemd units on the etcd / control-plane hosts, configured over SSH (HostStep per step).
 
-Order (dependency graph): etc-hosts -> etcd (all members in parallel) -> kube-apiserver (needs every
-member) -> controller-manager + scheduler -> api-ready (the API answers at its endpoint).
+Order (dependency graph): etc-hosts -> etcd (all members in parallel; a member that joins a running
+cluster is added first) -> kube-apiserver (needs every member; one host after the other, each after the
+previous one answers /readyz) -> controller-manager + scheduler -> api-ready (the API answers at its
+endpoint). Upgrades and growth: docs/upgrade.md.
 """
 
 from __future__ import annotations
@@ -260,7 +262,12 @@ class ControlPlane(pulumi.ComponentResource):
         self.backup = EtcdBackup(f"{name}-etcd-backup", EtcdBackupArgs(
             s, args.ssh_private_key, {h.name: st.command for h, st in zip(s.etcd_hosts, self.etcd, strict=True)}),
             opts=pulumi.ResourceOptions(parent=self))
-        self.apiservers = [self._apiserver(h, etcd_commands) for h in s.control_plane_hosts]
+        # one at a time: each apiserver step (it restarts only when its content changed) starts after the
+        # previous host's apiserver answers /readyz again, so an upgrade never takes every apiserver down
+        self.apiservers: list[HostStep] = []
+        for h in s.control_plane_hosts:
+            previous: list[pulumi.Resource] = [self.apiservers[-1].command] if self.apiservers else []
+            self.apiservers.append(self._apiserver(h, etcd_commands + previous))
         self.controllers = [self._controllers(h, api) for h, api in zip(s.control_plane_hosts, self.apiservers,
                                                                            strict=True)]
         ready = self._api_ready(s.control_plane_hosts[0])

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import artifacts
+from components import artifacts, rolling
 from components.cluster_hosts import etc_hosts_script, etc_hosts_undo, step_opts
 from components.config import Host, Settings
 from components.control_plane import CLUSTER_NAME, skew_guard, unit, version_file
@@ -45,6 +45,7 @@ class WorkerNodeArgs:
     api_ready: pulumi.Resource
     drain_host: Host  # the control-plane host whose admin kubeconfig drains this node
     kube_proxy_kubeconfig: Optional[pulumi.Output[str]] = None  # the same on every node: built once
+    gate: Optional[pulumi.Resource] = None  # this node's rollout batch gate (rolling.py)
 
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -148,8 +149,15 @@ class WorkerNode(pulumi.ComponentResource):
         self.args = args
         s, host = args.settings, args.host
         self.connection = host_connection(s, host, args.ssh_private_key)
-        runtime = self._runtime()
-        kubelet = self._kubelet([runtime.command, args.api_ready])
+        runtime_parts = self._runtime()
+        kubelet_parts = self._kubelet()
+        # what the node's disruptive steps install: a change re-runs the drain and the uncordon
+        pki = args.pki
+        self.fingerprint = rolling.fingerprint([runtime_parts, kubelet_parts], [
+            pki.certs[f"kubelet-client-{host.name}"].cert_pem, pki.certs["kube-proxy"].cert_pem])
+        drain = self._drain([args.api_ready, *([args.gate] if args.gate else [])])
+        runtime = self._parts_step("runtime", runtime_parts, [drain.command])
+        kubelet = self._parts_step("kubelet", kubelet_parts, [runtime.command, args.api_ready])
         node = self._node(kubelet)
         self.ready = node.command
         self.register_outputs({"host": host.name})
@@ -162,7 +170,25 @@ class WorkerNode(pulumi.ComponentResource):
                                      delete_script=delete_script, files=files, use_sudo=needs_sudo(s, host)),
                         opts=step_opts(self, depends_on))
 
-    def _runtime(self) -> HostStep:
+    def _parts_step(self, name: str, parts: rolling.Parts, depends_on: list[pulumi.Resource]) -> HostStep:
+        return self._step(name, parts.script, parts.delete, parts.files, depends_on + parts.uploads)
+
+    def _drain(self, depends_on: list[pulumi.Resource]) -> HostStep:
+        """On the drain host (INSIDE, where the admin credential is): before this node's runtime or kubelet
+        is replaced, cordon and drain it, unless it is not registered yet (a fresh node) or already runs
+        what this rollout installs. Removing the node is the node step's delete, not this one's."""
+        s, host, cp = self.args.settings, self.args.host, self.args.drain_host
+        return HostStep(
+            f"{host.name}-drain",
+            HostStepArgs(host=cp.name, connection=host_connection(s, cp, self.args.ssh_private_key),
+                         script=render("node/cordon_drain.sh.j2", node=host.name,
+                                       digest_file=rolling.digest_path(host.name)),
+                         delete_script="true", files=[rolling.digest_file(host.name, self.fingerprint)],
+                         use_sudo=needs_sudo(s, cp)),
+            opts=step_opts(self, depends_on),
+        )
+
+    def _runtime(self) -> rolling.Parts:
         """containerd, runc, CNI plugins, crictl, registry trust; on hosts the control plane does not
         manage, also the /etc/hosts block (one remote command fewer per worker)."""
         s, host, pki = self.args.settings, self.args.host, self.args.pki
@@ -194,9 +220,9 @@ class WorkerNode(pulumi.ComponentResource):
         delete = render("worker/runtime_undo.sh.j2", sysctl_file=SYSCTL_FILE, modules_file=MODULES_FILE) \
             + artifacts.cleanup_script(s, step_id, bins) + (etc_hosts_undo() if own_hosts_block else "")
         uploads = artifacts.uploads(s, f"{host.name}-runtime", self.connection, bins, self)
-        return self._step("runtime", script, delete, files, uploads)
+        return rolling.Parts(script, delete, files, uploads)
 
-    def _kubelet(self, deps: list[pulumi.Resource]) -> HostStep:
+    def _kubelet(self) -> rolling.Parts:
         s, host, pki = self.args.settings, self.args.host, self.args.pki
         bins = [artifacts.kubernetes_node(s)]
         ca = pki.cas["kubernetes"].cert_pem
@@ -235,7 +261,7 @@ class WorkerNode(pulumi.ComponentResource):
             target=s.kubernetes_version, version_file=version_file("kubelet"))
         delete = render("worker/kubelet_undo.sh.j2") + artifacts.cleanup_script(s, step_id, bins)
         uploads = artifacts.uploads(s, f"{host.name}-kubelet", self.connection, bins, self)
-        return self._step("kubelet", script, delete, files, deps + uploads)
+        return rolling.Parts(script, delete, files, uploads)
 
     def _node(self, kubelet: HostStep) -> HostStep:
         """Runs on the drain host (first control-plane host): its stored connection is what the delete uses."""
@@ -243,7 +269,25 @@ class WorkerNode(pulumi.ComponentResource):
         return HostStep(
             f"{host.name}-node",
             HostStepArgs(host=cp.name, connection=host_connection(s, cp, self.args.ssh_private_key),
-                         script=render("node/register.sh.j2", node=host.name, labels=node_labels(host)),
-                         delete_script=render("node/drain.sh.j2", node=host.name), use_sudo=needs_sudo(s, cp)),
+                         script=render("node/register.sh.j2", node=host.name, labels=node_labels(host),
+                                       digest_file=rolling.digest_path(host.name)),
+                         delete_script=render("node/drain.sh.j2", node=host.name),
+                         files=[rolling.digest_file(host.name, self.fingerprint)], use_sudo=needs_sudo(s, cp)),
             opts=step_opts(self, [kubelet.command]),
         )
+
+
+def worker_nodes(s: Settings, pki: ClusterPki, ssh_private_key: pulumi.Input[str], api_ready: pulumi.Resource,
+                 kube_proxy_kubeconfig: Optional[pulumi.Output[str]] = None) -> list[WorkerNode]:
+    """Every node, in `maxUnavailableWorkers` batches: batch k's nodes are drained only after batch k-1's
+    gate saw them finish (rolling.py). The drain host is the first control-plane host (INSIDE)."""
+    drain_host = s.control_plane_hosts[0]
+    rollout = rolling.NodeRollout("node-rollout", rolling.NodeRolloutArgs(s, ssh_private_key, drain_host, api_ready))
+    nodes: list[WorkerNode] = []
+    previous: list[WorkerNode] = []
+    for batch in rolling.batches(s.node_hosts, s.max_unavailable_workers):
+        gate = rollout.gate([(n.args.host.name, n.fingerprint) for n in previous])
+        previous = [WorkerNode(h.name, WorkerNodeArgs(s, h, pki, ssh_private_key, api_ready, drain_host,
+                                                      kube_proxy_kubeconfig, gate)) for h in batch]
+        nodes += previous
+    return nodes

@@ -9,7 +9,8 @@ from typing import Any
 
 from offline.engine.runner import PLACEHOLDER_PREFIX, ProgramRun
 
-K8S_TYPES = ("containercloud:k8s:ControlPlane", "containercloud:k8s:WorkerNode", "containercloud:k8s:EtcdBackup")
+K8S_TYPES = ("containercloud:k8s:ControlPlane", "containercloud:k8s:WorkerNode", "containercloud:k8s:EtcdBackup",
+             "containercloud:k8s:NodeRollout")
 COMMAND = "command:remote:Command"
 STEP = "containercloud:host:HostStep"
 _WRAPPED = re.compile(r"<<'CC_STEP_EOF'\n(.*)\nCC_STEP_EOF\n", re.S)
