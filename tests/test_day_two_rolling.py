@@ -14,7 +14,7 @@ import pytest
 
 from components.rolling import batch_count, batches
 from offline.engine.runner import ProgramRun, run_program
-from tests.k8s_support import command_graph, inner_script, k8s_steps, longest_chain, short, step
+from tests.k8s_support import command_graph, files_by_host, inner_script, k8s_steps, longest_chain, short, step
 from tests.test_workers import _worker_hosts
 
 
@@ -190,3 +190,28 @@ def test_drain_only_touches_registered_nodes_that_run_something_else(dev: Progra
         assert r.returncode == 0, r.stderr
         actions = (state / "actions").read_text() if (state / "actions").exists() else ""
         assert (actions.splitlines() == ["cordon worker-1", "drain worker-1"]) == drained, (content, actions)
+
+
+def test_growing_the_control_plane_renews_the_apiserver_sans_and_leaves_etcd_units_alone(ha: ProgramRun) -> None:
+    import yaml
+
+    from offline.engine.runner import ROOT
+
+    hosts = yaml.safe_load((ROOT / "Pulumi.ha.yaml").read_text())["config"]["container-cloud:hosts"]
+    extra = [{"name": "cp-4", "address": "198.51.100.14", "zone": "inside", "roles": ["etcd", "control-plane"]},
+             {"name": "etcd-5", "address": "198.51.100.15", "zone": "inside", "roles": ["etcd"]}]  # 3 -> 5
+    grown = run_program("ha", overrides={"hosts": [*hosts, *extra]})
+    assert grown.error is None, grown.error
+    before, after = files_by_host(ha), files_by_host(grown)
+    cert = after["cp-1"]["/etc/kubernetes/pki/apiserver.crt"]
+    assert cert != before["cp-1"]["/etc/kubernetes/pki/apiserver.crt"]
+    sans = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=cert.encode(),
+                          capture_output=True, check=True).stdout.decode()
+    assert "IP Address:198.51.100.14" in sans and "DNS:cp-4" in sans
+    old = {st.name: st.command["triggers"] for st in k8s_steps(ha)}
+    new = {st.name: st.command["triggers"] for st in k8s_steps(grown)}
+    for h in ("cp-1", "cp-2", "cp-3"):
+        assert old[f"{h}-kube-apiserver"] != new[f"{h}-kube-apiserver"]  # rolled, one after the other
+        # the existing members' unit is unchanged (membership lives in cluster.env): no etcd restart
+        assert before[h]["/etc/systemd/system/etcd.service"] == after[h]["/etc/systemd/system/etcd.service"]
+    assert step(grown, "cp-3-kube-apiserver").command_urn in step(grown, "cp-4-kube-apiserver").dependencies
