@@ -1,7 +1,7 @@
 """ControlPlane: etcd (static cluster, mTLS), kube-apiserver, kube-controller-manager and kube-scheduler
 as systemd units on the etcd / control-plane hosts, configured over SSH (HostStep per step).
 
-Order (dependency graph): etc-hosts -> etcd (all members in parallel; a member that joins a running
+Order (dependency graph): etc-hosts -> etcd (one member after the other; a member that joins a running
 cluster is added first) -> kube-apiserver (needs every member; one host after the other, each after the
 previous one answers /readyz) -> controller-manager + scheduler -> api-ready (the API answers at its
 endpoint). Upgrades and growth: docs/upgrade.md.
@@ -257,7 +257,11 @@ class ControlPlane(pulumi.ComponentResource):
         key = random.RandomBytes("secrets-encryption-key", length=32, opts=pulumi.ResourceOptions(parent=self))
         config: pulumi.Output[str] = key.base64.apply(encryption_config)
         self.encryption_config: pulumi.Output[str] = pulumi.Output.secret(config)  # type: ignore[arg-type]
-        self.etcd = [self._etcd(h) for h in s.etcd_hosts]
+        # one member after the other: an upgrade or a renewal restarts one etcd member at a time, each after
+        # the previous one is healthy again (a member of a cluster still forming does not wait: start.sh)
+        self.etcd: list[HostStep] = []
+        for h in s.etcd_hosts:
+            self.etcd.append(self._etcd(h, [self.etcd[-1].command] if self.etcd else []))
         etcd_commands: list[pulumi.Resource] = [step.command for step in self.etcd]
         self.backup = EtcdBackup(f"{name}-etcd-backup", EtcdBackupArgs(
             s, args.ssh_private_key, {h.name: st.command for h, st in zip(s.etcd_hosts, self.etcd, strict=True)}),
@@ -295,7 +299,7 @@ class ControlPlane(pulumi.ComponentResource):
                                  bins, self)
 
     # --- etcd -------------------------------------------------------------------------------------
-    def _etcd(self, host: Host) -> HostStep:
+    def _etcd(self, host: Host, previous: list[pulumi.Resource]) -> HostStep:
         s, pki = self.args.settings, self.args.pki
         bins = artifacts.etcd_binaries(s)
         server, peer = pki.certs[f"etcd-server-{host.name}"], pki.certs[f"etcd-peer-{host.name}"]
@@ -315,9 +319,10 @@ class ControlPlane(pulumi.ComponentResource):
         step_id = f"{host.name}-etcd"
         script = artifacts.fetch_script(s, step_id, bins) + etcd_join_script(s, host) + render(
             "etcd/start.sh.j2", name=host.name, data_dir=ETCD_DATA, pki=ETCD_PKI,
-            endpoint="https://127.0.0.1:2379", paths=[f.path for f in files] + [ETCD_ENV, f"{BIN}/etcd"])
+            endpoint="https://127.0.0.1:2379", paths=[f.path for f in files] + [ETCD_ENV, f"{BIN}/etcd"],
+            env_file=ETCD_ENV)
         delete = etcd_remove_script(s, host) + artifacts.cleanup_script(s, step_id, bins)
-        deps = [self.etc_hosts[host.name].command, *self._uploads(host, "etcd", bins)]
+        deps = [self.etc_hosts[host.name].command, *previous, *self._uploads(host, "etcd", bins)]
         return self._step(host, "etcd", script, delete, files, deps)
 
     # --- kube-apiserver -----------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class EtcdBackup(pulumi.ComponentResource):
             files.append(HostFile(f"{KEY_DIR}/id_ed25519", key.private_key_openssh, "0600", secret=True))
             files.append(HostFile(f"{KEY_DIR}/known_hosts", known_hosts(s, backup_host), "0600"))
         paths = [f.path for f in files]
-        script = render("etcd_backup/install.sh.j2", hours=hours, dir=SNAPSHOT_DIR, paths=paths)
+        script = render("etcd_backup/install.sh.j2", hours=hours, dir=SNAPSHOT_DIR, paths=paths, pki=ETCD_PKI)
         delete = render("etcd_backup/undo.sh.j2", dir=SNAPSHOT_DIR, paths=paths + [KEY_DIR])
         deps = [self.args.etcd_steps[host.name], *receiver, *self.args.depends_on]
         return self._step(host, "etcd-backup", script, delete, files, deps)
