@@ -110,7 +110,10 @@ def test_directory_mode_copies_each_binary_and_the_step_removes_it(dev):
             assert upload_urn in st.dependencies
             assert f"rm -f {b.members[0][1]}" in st.command["delete"]
             assert f"rm -f {artifacts.upload_path(b)}" in st.command["delete"]
-            assert "curl" not in inner_script(st.command["create"]).split("fetch_artifact()")[0]
+            head = inner_script(st.command["create"]).split("fetch_artifact()")[0]
+            # the kubelet's version skew guard asks the API server's /version with curl: not a download
+            head = head.split("# --- version skew guard")[0] + head.split("# --- artifacts:")[-1]
+            assert "curl" not in head
 
 
 def test_mirror_mode_downloads_with_curl_and_copies_nothing(mirror):
@@ -125,8 +128,19 @@ def test_unchanged_stack_registers_identical_commands(dev):
     assert again.error is None
 
     def texts(run: ProgramRun) -> dict[str, tuple[str, str, list[str]]]:
-        return {st.name: (st.command["create"], st.command["delete"], st.command["triggers"])
-                for st in k8s_steps(run)}
+        # a node's rollout fingerprint hashes its certificates, which are fresh per harness run (stable in
+        # a real stack's state): it is normalised like the step digest
+        steps = k8s_steps(run)
+        prints = {line.split()[-1] for st in steps for path, content in st.files.items()
+                  if path.startswith("/var/lib/containercloud/rollout/") for line in content.splitlines() if line}
+
+        def plain(text: str) -> str:
+            for value in prints:
+                text = text.replace(value, "FINGERPRINT")
+            return text
+
+        return {st.name: (plain(st.command["create"]), plain(st.command["delete"]), st.command["triggers"])
+                for st in steps}
 
     first, second = texts(dev), texts(again)
     assert first.keys() == second.keys() and len(first) > 10
@@ -139,7 +153,9 @@ def test_unchanged_stack_registers_identical_commands(dev):
 
     for name in first:
         assert normal(first[name]) == normal(second[name]), name
-        if name.endswith(("-etc-hosts", "-api-ready", "-node")):
+        # (-node steps carry their node's rollout fingerprint, a hash over fresh certificates here: their
+        # digest differs per harness run, so they are compared normalised only, above)
+        if name.endswith(("-etc-hosts", "-api-ready")):
             assert first[name] == second[name], name
 
 
