@@ -283,3 +283,37 @@ def test_stage_refuses_a_tampered_or_unlisted_file(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     missing = _stage(tmp_path / "b", b"installer\n", f"{digest}  other.tgz\n")
     assert missing.returncode != 0 and "no sha256 line" in missing.stderr
+
+
+# --- issue 12.1: Harbor's health answer is parsed as JSON -------------------------------------------------
+
+HARBOR_HEALTH = {  # the shape /api/v2.0/health answers (issue 12.1): components first, then the overall status
+    "healthy": '{"components":[{"name":"core","status":"healthy"},{"name":"database","status":"healthy"}],'
+               '"status":"healthy"}',
+    "unhealthy": '{"components":[{"name":"core","status":"healthy"},{"name":"redis","status":"unhealthy"}],'
+                 '"status":"unhealthy"}',
+}
+
+
+def _run_health_wait(dev: ProgramRun, tmp_path: Path, answer: str) -> subprocess.CompletedProcess[str]:
+    script = full_script(dev, "harbor-1-harbor")
+    start = script.index("healthy=0\n")
+    end = script.index("fi\n", script.index("if (( ! healthy ))")) + 3
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text(f"#!/bin/sh\nprintf '%s' '{answer}'\n")
+    (bin_dir / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    body = "set -euo pipefail\n" + script[start:end]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+
+
+def test_harbor_wait_accepts_the_real_health_answer(dev: ProgramRun, tmp_path: Path) -> None:
+    assert _run_health_wait(dev, tmp_path, HARBOR_HEALTH["healthy"]).returncode == 0
+
+
+def test_harbor_wait_refuses_an_unhealthy_answer(dev: ProgramRun, tmp_path: Path) -> None:
+    r = _run_health_wait(dev, tmp_path, HARBOR_HEALTH["unhealthy"])
+    assert r.returncode == 1 and "is not healthy" in r.stderr
