@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import artifacts
+from components import artifacts, support_matrix
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
@@ -16,7 +16,8 @@ from components.team_access import TeamAccess, TeamAccessArgs
 from components.worker import WorkerNode, WorkerNodeArgs
 
 settings, secrets = load_settings()
-artifacts.check_bill_of_materials(settings)  # unknown versions fail here, before any resource
+# unknown versions, and versions outside each other's supported ranges, fail here, before any resource
+artifacts.check_bill_of_materials(settings, support_matrix.faults(settings))
 
 # --- PKI -----------------------------------------------------------------------------------------
 pki = ClusterPki("pki", ClusterPkiArgs.from_settings(settings))

@@ -9,6 +9,7 @@ Digests come from `components/artifacts_checksums.yaml` only; a version without 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -271,7 +272,7 @@ def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs,
 # The companion tags come from the release's rancher-images.txt; CHECK THEM when adding a version.
 RANCHER_PROJECT = "rancher"
 RANCHER_COMPANIONS: dict[str, dict[str, str]] = {
-    "v2.12.3": {"rancher-webhook": "v0.8.3", "fleet": "v0.13.4", "fleet-agent": "v0.13.4", "shell": "v0.5.0"},
+    "v2.14.4": {"rancher-webhook": "v0.10.9", "fleet": "v0.15.5", "fleet-agent": "v0.15.5", "shell": "v0.7.1"},
 }
 
 
@@ -291,7 +292,7 @@ def rancher_images(s: Settings) -> list[Image]:
 # `system` as `ingress-nginx-controller` (upstream's last path component, `controller`, says nothing).
 # The tag is pinned FROM MEMORY (controller-v1.13.x line): check it against the ingress-nginx release
 # (https://github.com/kubernetes/ingress-nginx/releases) and, when mirroring, its published digest.
-INGRESS_NGINX_VERSION = "v1.13.3"
+INGRESS_NGINX_VERSION = "v1.15.1"  # supports Kubernetes 1.31-1.35: components/support_matrix.yaml
 INGRESS_NGINX_IMAGE = f"registry.k8s.io/ingress-nginx/controller:{INGRESS_NGINX_VERSION}"
 
 
@@ -307,10 +308,11 @@ def extra_images(s: Settings) -> list[Image]:
     return rancher_images(s) + ingress_images(s)
 
 
-def check_bill_of_materials(s: Settings) -> None:
+def check_bill_of_materials(s: Settings, faults: Sequence[tuple[str, str]] = ()) -> None:
     """Resolve every binary digest and image tag for the pinned versions, before any resource exists;
-    raise one ConfigError naming every version the bill of materials does not know."""
-    problems: list[str] = []
+    raise one ConfigError naming every version the bill of materials does not know, together with
+    `faults` ((stack key, message) pairs, e.g. components/support_matrix.faults)."""
+    problems = [f"{PROJECT}:{key}: {message}" for key, message in faults]
     for resolve in (binaries, images):
         try:
             resolve(s)
