@@ -80,7 +80,7 @@ def faults(s: Settings) -> list[tuple[str, str]]:
         entry = versions.get(pin.version)
         if entry is None:
             out.append((pin.setting or "kubernetesVersion",
-                        f"{pin.component} {pin.version} is not in {MATRIX_FILE.name} (known: "
+                        f"{pin.version} is not in {MATRIX_FILE.name} for {pin.component} (known: "
                         f"{', '.join(map(str, versions)) or 'none'}); add its supported Kubernetes range and "
                         f"its upstream source there first ({_where(pin)})"))
             continue
