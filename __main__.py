@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import artifacts, support_matrix
+from components import artifacts, prerequisites, support_matrix
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
@@ -18,6 +18,9 @@ from components.worker import WorkerNode, WorkerNodeArgs
 settings, secrets = load_settings()
 # unknown versions, and versions outside each other's supported ranges, fail here, before any resource
 artifacts.check_bill_of_materials(settings, support_matrix.faults(settings))
+
+# --- host prerequisites: checked on every host, in parallel, before anything else on any host -------------
+host_prerequisites = prerequisites.first_on_every_host(settings, secrets.ssh_private_key)
 
 # --- PKI -----------------------------------------------------------------------------------------
 pki = ClusterPki("pki", ClusterPkiArgs.from_settings(settings))

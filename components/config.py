@@ -126,6 +126,7 @@ class Settings(_Model):
     public_ports: list[int] = Field(alias="publicPorts")
     artifacts_mirror_url: str = Field(alias="artifactsMirrorUrl")
     artifacts_directory: str = Field(alias="artifactsDirectory")
+    install_host_packages: bool = Field(alias="installHostPackages")
 
     # --- derived views --------------------------------------------------------
     def hosts_with(self, role: str) -> list[Host]:

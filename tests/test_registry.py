@@ -371,3 +371,30 @@ def test_a_release_list_without_a_needed_repository_fails_naming_it(dev: Program
     assert r.returncode == 1
     assert "does not list: " in r.stderr and "rancher/remotedialer-proxy" in r.stderr
     assert f"rancher/rancher:{v}" in r.stderr
+
+
+# --- issue 12.4: Harbor HA on NFS: root must be able to chown to Harbor's 10000:10000 ---------------------
+
+def _chown_probe(ha: ProgramRun, tmp_path: Path, chown_works: bool) -> subprocess.CompletedProcess[str]:
+    script = full_script(ha, "harbor-1-registry-storage")
+    block = script[script.index("probe="):]
+    mount_point = settings_of("ha").registry_data_path
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "chown").write_text("#!/bin/sh\nexit 0\n" if chown_works else
+                                   "#!/bin/sh\necho 'chown: Operation not permitted' >&2\nexit 1\n")
+    (bin_dir / "chown").chmod(0o755)
+    body = "set -euo pipefail\n" + block.replace(mount_point, str(tmp_path))
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+
+
+def test_nfs_storage_refuses_a_root_squashed_export_with_what_it_must_allow(ha: ProgramRun, tmp_path: Path) -> None:
+    r = _chown_probe(ha, tmp_path, chown_works=False)
+    assert r.returncode == 1 and "no_root_squash" in r.stderr and "10000:10000" in r.stderr
+    assert not list(tmp_path.glob(".containercloud-*"))
+
+
+def test_nfs_storage_accepts_an_export_root_can_chown_on(ha: ProgramRun, tmp_path: Path) -> None:
+    assert _chown_probe(ha, tmp_path, chown_works=True).returncode == 0
+    assert not list(tmp_path.glob(".containercloud-*"))
