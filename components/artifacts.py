@@ -273,7 +273,8 @@ def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs,
 RANCHER_PROJECT = "rancher"
 RANCHER_IMAGE_LIST = "rancher-images.txt"
 RANCHER_IMAGE_ARCHIVE = "rancher-images.tar.gz"
-# repository -> why it is needed (rancher/rancher v2.14.4 sources that put it in rancher-images.txt)
+# repository -> why it is needed (rancher/rancher v2.14.4 sources that put it in rancher-images.txt; each
+# is a key of OriginMap in pkg/image/origins.go @ v2.14.4, whose keys mirror rancher-images.txt)
 RANCHER_REPOSITORIES: dict[str, str] = {
     "rancher/rancher": "the server (scripts/package-env IMAGE)",
     "rancher/rancher-agent": "cattle-cluster-agent on the imported cluster (scripts/package-env AGENT_IMAGE)",
