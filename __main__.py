@@ -3,7 +3,6 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import artifacts
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
@@ -15,8 +14,7 @@ from components.registry import Harbor, HarborArgs
 from components.team_access import TeamAccess, TeamAccessArgs
 from components.worker import WorkerNode, WorkerNodeArgs
 
-settings, secrets = load_settings()
-artifacts.check_bill_of_materials(settings)  # unknown versions fail here, before any resource
+settings, secrets = load_settings()  # every fault (types, rules, bill of materials) before any resource
 
 # --- PKI -----------------------------------------------------------------------------------------
 pki = ClusterPki("pki", ClusterPkiArgs.from_settings(settings))

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_command as command
 import yaml
 
-from components.config import PROJECT, ConfigError, Settings
+from components.config import ConfigError, Fault, Settings
 from components.templating import render
 
 CHECKSUMS_FILE = Path(__file__).resolve().with_name("artifacts_checksums.yaml")
@@ -90,11 +90,9 @@ def checksum(component: str, version: str, file: str, setting: Optional[str] = N
     versions = table.get(version) or table.get(version.lstrip("v")) or table.get(f"v{version.lstrip('v')}") or {}
     value = versions.get(file)
     if not value:
-        where = f"{PROJECT}:{setting}: " if setting else ""
-        raise ConfigError([
-            f"{where}no digest for {component} {version} ({file}) in {CHECKSUMS_FILE.name}; "
-            f"add the upstream-published digest there before using this version"
-        ])
+        message = (f"no digest for {component} {version} ({file}) in {CHECKSUMS_FILE.name}; "
+                   "add the upstream-published digest there before using this version")
+        raise ConfigError.of([(setting or "", message)])
     algorithm = str(value).split(":", 1)[0] if ":" in str(value) else "sha256"
     digest = str(value).split(":", 1)[-1]
     if algorithm not in ("sha256", "sha512"):
@@ -278,9 +276,9 @@ RANCHER_COMPANIONS: dict[str, dict[str, str]] = {
 def rancher_images(s: Settings) -> list[Image]:
     companions = RANCHER_COMPANIONS.get(s.rancher_version)
     if companions is None:
-        raise ConfigError([f"{PROJECT}:rancherVersion: {s.rancher_version} has no image list in "
-                           f"components/artifacts.py RANCHER_COMPANIONS (known: {', '.join(RANCHER_COMPANIONS)}); "
-                           f"add its tags from that release's rancher-images.txt"])
+        raise ConfigError.of([("rancherVersion", f"{s.rancher_version} has no image list in "
+                               f"components/artifacts.py RANCHER_COMPANIONS (known: {', '.join(RANCHER_COMPANIONS)}); "
+                               "add its tags from that release's rancher-images.txt")])
     tags = {"rancher": s.rancher_version, "rancher-agent": s.rancher_version, **companions}
     return [Image(name, f"rancher/{name}:{tag}", f"{s.registry_hostname}/{RANCHER_PROJECT}/{name}:{tag}")
             for name, tag in tags.items()]
@@ -307,14 +305,14 @@ def extra_images(s: Settings) -> list[Image]:
     return rancher_images(s) + ingress_images(s)
 
 
-def check_bill_of_materials(s: Settings) -> None:
+def check_bill_of_materials(s: Settings) -> list[Fault]:
     """Resolve every binary digest and image tag for the pinned versions, before any resource exists;
-    raise one ConfigError naming every version the bill of materials does not know."""
-    problems: list[str] = []
+    return a fault `(key, message)` for every version the bill of materials does not know (one part of
+    the validation pass in components/config_pass.py)."""
+    faults: list[Fault] = []
     for resolve in (binaries, images):
         try:
             resolve(s)
         except ConfigError as err:
-            problems += err.problems
-    if problems:
-        raise ConfigError(problems)
+            faults += err.faults or [("", p) for p in err.problems]
+    return faults
