@@ -116,22 +116,34 @@ def check_public_ports_private(s: Settings) -> Iterable[Fault]:
         if port in _PRIVATE_PORTS:
             yield f"publicPorts[{i}]", (f"{port} is the {_PRIVATE_PORTS[port]} port; it must stay closed to "
                                         "everyone but the cluster's own hosts")
-        elif port == s.ssh_port or any(h.ssh.port == port for h in s.hosts):
+
+
+def check_public_ports_ssh(s: Settings) -> Iterable[Fault]:
+    ssh_ports = {s.ssh_port} | {h.ssh.port for h in s.hosts if h.ssh.port}
+    for i, port in enumerate(s.public_ports):
+        if port in ssh_ports:
             yield f"publicPorts[{i}]", (f"{port} is the SSH port; SSH is open only to sshAllowedFrom and the "
                                         "bastion")
 
 
 # --- names ------------------------------------------------------------------------------------------
 
-def check_names(s: Settings) -> Iterable[Fault]:
+def check_hostname_collisions(s: Settings) -> Iterable[Fault]:
     """Names the managed hosts block (components/cluster_hosts.py) maps to addresses: one name, one address."""
-    hosts = {h.name: h for h in s.hosts}
-    registry = s.registry_hostname_setting
-    rancher = s.rancher_hostname_setting
+    registry, rancher, lb = s.registry_hostname_setting, s.rancher_hostname_setting, s.api_load_balancer_name
     if registry and rancher and registry == rancher:
         key, _ = blame(s, "registryHostname", "rancherHostname")
         yield key, (f"'{rancher}' is both registryHostname and rancherHostname; the hosts block would map one "
                     "name to two addresses; give Rancher and Harbor their own names")
+    for other, value in (("registryHostname", registry), ("rancherHostname", rancher)):
+        if lb and lb == value:
+            yield "apiLoadBalancerName", f"'{lb}' is also {other}; the API load balancer needs its own name"
+
+
+def check_hostnames_of_hosts(s: Settings) -> Iterable[Fault]:
+    """A service name that is also an inventory host's name resolves to that host."""
+    hosts = {h.name: h for h in s.hosts}
+    registry, rancher, lb = s.registry_hostname_setting, s.rancher_hostname_setting, s.api_load_balancer_name
     if registry in hosts and not hosts[registry].has("registry"):
         yield "registryHostname", f"'{registry}' is the name of host {registry}, which has no registry role"
     elif registry in hosts and s.registry_mode == "ha":
@@ -139,13 +151,8 @@ def check_names(s: Settings) -> Iterable[Fault]:
                                    "balancer's name, or nodes pull from that one host only")
     if rancher in hosts and not hosts[rancher].has("rancher"):
         yield "rancherHostname", f"'{rancher}' is the name of host {rancher}, which has no rancher role"
-    lb = s.api_load_balancer_name
-    if lb:
-        for other, value in (("registryHostname", registry), ("rancherHostname", rancher)):
-            if lb == value:
-                yield "apiLoadBalancerName", f"'{lb}' is also {other}; the API load balancer needs its own name"
-        if lb in hosts:
-            yield "apiLoadBalancerName", f"'{lb}' is the name of host {lb}; the API load balancer needs its own name"
+    if lb in hosts:
+        yield "apiLoadBalancerName", f"'{lb}' is the name of host {lb}; the API load balancer needs its own name"
 
 
 # Namespaces the platform itself uses (Rancher: cattle-system, cattle-*; fleet-*; ingress-nginx;
@@ -274,7 +281,9 @@ CHECKS: tuple[Check, ...] = (
     check_ports_on_hosts,
     check_ports_in_node_port_range,
     check_public_ports_private,
-    check_names,
+    check_public_ports_ssh,
+    check_hostname_collisions,
+    check_hostnames_of_hosts,
     check_team_namespaces,
     check_addresses_outside_cluster_ranges,
     check_load_balancer_addresses,
