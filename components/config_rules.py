@@ -87,9 +87,9 @@ def check_zones(s: Settings) -> Iterable[Fault]:
         yield 'zones', "no zone declared; declare at least inside and dmz"
     for name, cidr in s.zones.items():
         if not _DNS_LABEL.match(name):
-            yield f'zones.{name}', f"{name!r} is not a valid zone name (lowercase letters, digits, -)"
+            yield f'zones.{name}', f"'{name}' is not a valid zone name (lowercase letters, digits, -)"
         if _network(cidr) is None:
-            yield f'zones.{name}', f"{cidr!r} is not a CIDR like 10.0.0.0/24"
+            yield f'zones.{name}', f"'{cidr}' is not a CIDR like 10.0.0.0/24"
 
 
 def check_networks(s: Settings) -> Iterable[Fault]:
@@ -101,7 +101,7 @@ def check_networks(s: Settings) -> Iterable[Fault]:
     for key, value in (("serviceCidr", s.service_cidr), ("podCidr", s.pod_cidr)):
         net = _network(value)
         if net is None:
-            yield key, f"{value!r} is not a CIDR like 10.96.0.0/12"
+            yield key, f"'{value}' is not a CIDR like 10.96.0.0/12"
         else:
             named.append((key, net))
     for i, (key_a, a) in enumerate(named):
@@ -117,11 +117,11 @@ def check_host_fields(s: Settings) -> Iterable[Fault]:
     for i, h in enumerate(s.hosts):
         key = f"hosts[{i}]"
         if not _DNS_LABEL.match(h.name):
-            yield key + '.name', f"{h.name!r} is not a valid node name (lowercase RFC 1123 label)"
+            yield key + '.name', f"'{h.name}' is not a valid node name (lowercase RFC 1123 label)"
         if not _address(h.address):
-            yield key + '.address', f"{h.address!r} is not an IP address"
+            yield key + '.address', f"'{h.address}' is not an IP address"
         if h.zone not in s.zones:
-            yield key + '.zone', f"{h.zone!r} is not a zone; zones are {zone_names}"
+            yield key + '.zone', f"'{h.zone}' is not a zone; zones are {zone_names}"
         elif _address(h.address):
             net = _network(s.zones[h.zone])
             if net and ipaddress.ip_address(h.address) not in net:
@@ -130,7 +130,7 @@ def check_host_fields(s: Settings) -> Iterable[Fault]:
             yield key + '.roles', f"no role; roles are {', '.join(ROLES)}"
         for j, role in enumerate(h.roles):
             if role not in ROLES:
-                yield f'{key}.roles[{j}]', f"{role!r} is not a role; roles are {', '.join(ROLES)}"
+                yield f'{key}.roles[{j}]', f"'{role}' is not a role; roles are {', '.join(ROLES)}"
         for role in sorted(_duplicates(h.roles)):
             yield key + '.roles', f"{role} is listed twice"
         if h.ssh.port is not None and not _port(h.ssh.port):
@@ -157,7 +157,7 @@ def check_host_set(s: Settings) -> Iterable[Fault]:
         for i, h in enumerate(s.hosts):
             value = getattr(h, kind)
             if value in dups:
-                yield f'hosts[{i}].{kind}', f"{value!r} is used by more than one host"
+                yield f'hosts[{i}].{kind}', f"'{value}' is used by more than one host"
     etcd = len(s.etcd_hosts)
     if etcd == 0:
         yield 'hosts', "no host has the etcd role; etcd needs 1, 3 or 5 members"
@@ -179,40 +179,40 @@ def check_ssh(s: Settings) -> Iterable[Fault]:
         if not _port(value):
             yield key, f"{value} is not a port (1-65535)"
     if s.ssh_bastion and not (_address(s.ssh_bastion) or _DNS_NAME.match(s.ssh_bastion)):
-        yield 'sshBastion', f"{s.ssh_bastion!r} is not an address or host name"
+        yield 'sshBastion', f"'{s.ssh_bastion}' is not an address or host name"
     for i, cidr in enumerate(s.ssh_allowed_from):
         if _network(cidr) is None:
-            yield f'sshAllowedFrom[{i}]', f"{cidr!r} is not a CIDR"
+            yield f'sshAllowedFrom[{i}]', f"'{cidr}' is not a CIDR"
     if not s.ssh_bastion and not s.ssh_allowed_from:
         yield 'sshAllowedFrom', "empty and no sshBastion; the host firewalls would lock the deployer out"
 
 
 def check_kubernetes(s: Settings) -> Iterable[Fault]:
     if not _K8S_VERSION.match(s.kubernetes_version):
-        yield 'kubernetesVersion', f"{s.kubernetes_version!r} is not a version like 1.35.4"
+        yield 'kubernetesVersion', f"'{s.kubernetes_version}' is not a version like 1.35.4"
     if not _DNS_NAME.match(s.cluster_domain):
-        yield 'clusterDomain', f"{s.cluster_domain!r} is not a DNS domain"
+        yield 'clusterDomain', f"'{s.cluster_domain}' is not a DNS domain"
     for key, value in (("flannelVxlanPort", s.flannel_vxlan_port), ("apiServerPort", s.api_server_port)):
         if not _port(value):
             yield key, f"{value} is not a port (1-65535)"
     rng = _port_range(s.node_port_range)
     if rng is None:
-        yield 'nodePortRange', f"{s.node_port_range!r} is not a range like 30000-32767"
+        yield 'nodePortRange', f"'{s.node_port_range}' is not a range like 30000-32767"
     elif rng[0] < 30000 or rng[1] > 32767:
         yield 'nodePortRange', f"{s.node_port_range} leaves 30000-32767; NodePorts must not shadow host services"
     if s.api_load_balancer_name and not _DNS_NAME.match(s.api_load_balancer_name):
-        yield 'apiLoadBalancerName', f"{s.api_load_balancer_name!r} is not a DNS name"
+        yield 'apiLoadBalancerName', f"'{s.api_load_balancer_name}' is not a DNS name"
     if s.api_load_balancer_address and not _address(s.api_load_balancer_address):
-        yield 'apiLoadBalancerAddress', f"{s.api_load_balancer_address!r} is not an IP address"
+        yield 'apiLoadBalancerAddress', f"'{s.api_load_balancer_address}' is not an IP address"
 
 
 def check_pki(s: Settings) -> Iterable[Fault]:
     if s.key_algorithm not in ("RSA", "ECDSA"):
-        yield 'keyAlgorithm', f"{s.key_algorithm!r} is not RSA or ECDSA"
+        yield 'keyAlgorithm', f"'{s.key_algorithm}' is not RSA or ECDSA"
     if s.rsa_bits < 2048:
         yield 'rsaBits', f"{s.rsa_bits} is too small; use 2048 or more"
     if s.ecdsa_curve not in ("P256", "P384"):
-        yield 'ecdsaCurve', f"{s.ecdsa_curve!r} is not P256 or P384"
+        yield 'ecdsaCurve', f"'{s.ecdsa_curve}' is not P256 or P384"
     if not 0 < s.ca_validity_hours <= 87600:
         yield 'caValidityHours', f"{s.ca_validity_hours} is outside 1-87600 (10 years)"
     if s.cert_validity_hours < 1:
@@ -237,16 +237,16 @@ def _host_port(value: str) -> bool:
 
 def check_registry(s: Settings) -> Iterable[Fault]:
     if s.registry_mode not in ("single", "ha"):
-        yield 'registryMode', f"{s.registry_mode!r} is not single or ha"
+        yield 'registryMode', f"'{s.registry_mode}' is not single or ha"
     if not _V_VERSION.match(s.registry_version):
-        yield 'registryVersion', f"{s.registry_version!r} is not a version like v2.13.2"
+        yield 'registryVersion', f"'{s.registry_version}' is not a version like v2.13.2"
     if not _DNS_NAME.match(s.registry_hostname_setting) or "." not in s.registry_hostname_setting:
-        yield ('registryHostname', f"{s.registry_hostname_setting!r} is not a fully qualified DNS name; "
+        yield ('registryHostname', f"'{s.registry_hostname_setting}' is not a fully qualified DNS name; "
                "image references need a dot in the registry part (harbor-1/system/pause would mean Docker Hub)")
     if not s.registry_data_path.startswith("/"):
-        yield 'registryDataPath', f"{s.registry_data_path!r} is not an absolute path"
+        yield 'registryDataPath', f"'{s.registry_data_path}' is not an absolute path"
     if s.registry_load_balancer_address and not _address(s.registry_load_balancer_address):
-        yield 'registryLoadBalancerAddress', f"{s.registry_load_balancer_address!r} is not an IP address"
+        yield 'registryLoadBalancerAddress', f"'{s.registry_load_balancer_address}' is not an IP address"
     if s.registry_mode == "ha":
         yield from _check_registry_ha(s)
 
@@ -259,21 +259,21 @@ def check_registry_hosts(s: Settings) -> Iterable[Fault]:
 
 def _check_registry_ha(s: Settings) -> Iterable[Fault]:
     if not re.fullmatch(r"(nfs|ceph):\S+:/\S*", s.registry_shared_storage):
-        yield ('registrySharedStorage', f"{s.registry_shared_storage!r} is not fstype:source "
+        yield ('registrySharedStorage', f"'{s.registry_shared_storage}' is not fstype:source "
                "like nfs:10.0.0.5:/export")
     for key, value in (("registryDatabaseAddress", s.registry_database_address),
                        ("registryRedisAddress", s.registry_redis_address)):
         if not _host_port(value):
-            yield key, f"{value!r} is not host:port (registryMode ha needs it)"
+            yield key, f"'{value}' is not host:port (registryMode ha needs it)"
 
 
 def check_rancher(s: Settings) -> Iterable[Fault]:
     if s.rancher_mode not in ("docker", "helm"):
-        yield 'rancherMode', f"{s.rancher_mode!r} is not docker or helm"
+        yield 'rancherMode', f"'{s.rancher_mode}' is not docker or helm"
     if not _V_VERSION.match(s.rancher_version):
-        yield 'rancherVersion', f"{s.rancher_version!r} is not a version like v2.12.3"
+        yield 'rancherVersion', f"'{s.rancher_version}' is not a version like v2.12.3"
     if s.rancher_hostname_setting and not _DNS_NAME.match(s.rancher_hostname_setting):
-        yield 'rancherHostname', f"{s.rancher_hostname_setting!r} is not a DNS name"
+        yield 'rancherHostname', f"'{s.rancher_hostname_setting}' is not a DNS name"
     if s.rancher_replicas < 1:
         yield 'rancherReplicas', f"{s.rancher_replicas} must be at least 1"
 
@@ -294,26 +294,30 @@ def check_teams(s: Settings) -> Iterable[Fault]:
     for i, t in enumerate(s.teams):
         key = f"teams[{i}]"
         if not _DNS_LABEL.match(t.name):
-            yield key + '.name', f"{t.name!r} is not a valid team name (lowercase RFC 1123 label)"
+            yield key + '.name', f"'{t.name}' is not a valid team name (lowercase RFC 1123 label)"
         if t.name in names:
-            yield key + '.name', f"{t.name!r} is declared more than once"
+            yield key + '.name', f"'{t.name}' is declared more than once"
         if t.role not in TEAM_ROLES:
-            yield key + '.role', f"{t.role!r} is not a role; roles are {', '.join(TEAM_ROLES)}"
+            yield key + '.role', f"'{t.role}' is not a role; roles are {', '.join(TEAM_ROLES)}"
         if not t.namespaces:
             yield key + '.namespaces', "a team needs at least one namespace"
         for j, ns in enumerate(t.namespaces):
             nkey = f"{key}.namespaces[{j}]"
-            if not _DNS_LABEL.match(ns) or ns.startswith("kube-") or ns in ("default", "kube-system"):
-                yield nkey, f"{ns!r} is not a namespace a team may own"
+            if not _DNS_LABEL.match(ns):
+                yield nkey, f"'{ns}' is not a namespace name (lowercase letters, digits and -, at most 63)"
+            elif ns.startswith("kube-") or ns == "default":
+                yield nkey, f"'{ns}' is a system namespace (default, kube-*); a team may not own it"
             elif ns in owners:
-                yield nkey, f"{ns!r} already belongs to team {owners[ns]}"
+                yield nkey, f"'{ns}' already belongs to team {owners[ns]}"
             else:
                 owners[ns] = t.name
         if t.quota:
             for field in ("cpu", "memory"):
                 value = getattr(t.quota, field)
                 if value is not None and not _QUANTITY.match(value):
-                    yield f'{key}.quota.{field}', f"{value!r} is not a Kubernetes quantity"
+                    yield f'{key}.quota.{field}', f"'{value}' is not a Kubernetes quantity"
+            if t.quota.pods is not None and t.quota.pods < 1:
+                yield f'{key}.quota.pods', f"{t.quota.pods} pods would let the team run nothing; use 1 or more"
         if t.cert_validity_hours is not None and not 0 < t.cert_validity_hours <= s.ca_validity_hours:
             yield key + '.certValidityHours', f"{t.cert_validity_hours} is outside 1-{s.ca_validity_hours}"
 
@@ -324,13 +328,13 @@ def check_firewall(s: Settings) -> Iterable[Fault]:
         key = f"firewallExtraRules[{i}]"
         for j, target in enumerate(rule.hosts):
             if target not in targets:
-                yield f'{key}.hosts[{j}]', f"{target!r} is neither a host nor a role"
+                yield f'{key}.hosts[{j}]', f"'{target}' is neither a host nor a role"
         port_ok = _port(rule.port) if isinstance(rule.port, int) else _port_range(rule.port) is not None
         if not port_ok:
-            yield key + '.port', f"{rule.port!r} is not a port or range like 8080-8090"
+            yield key + '.port', f"{rule.port} is not a port or range like 8080-8090"
         for j, cidr in enumerate(rule.sources):
             if _network(cidr) is None:
-                yield f'{key}.sources[{j}]', f"{cidr!r} is not a CIDR"
+                yield f'{key}.sources[{j}]', f"'{cidr}' is not a CIDR"
         if not rule.purpose.strip():
             yield key + '.purpose', "say why the port is open"
 
@@ -344,7 +348,7 @@ def check_public_ports(s: Settings) -> Iterable[Fault]:
 def check_artifacts(s: Settings) -> Iterable[Fault]:
     url = s.artifacts_mirror_url
     if url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-        yield 'artifactsMirrorUrl', f"{url!r} is not an http(s) URL"
+        yield 'artifactsMirrorUrl', f"'{url}' is not an http(s) URL"
     if not url and not s.artifacts_directory:
         yield 'artifactsDirectory', "empty and no artifactsMirrorUrl; binaries and images need a source"
 

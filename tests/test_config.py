@@ -85,7 +85,7 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("bad team role", {"teams": [{"name": "payments", "namespaces": ["payments"], "role": "owner"}]},
      "teams[0].role", "'owner' is not a role"),
     ("team owns kube-system", {"teams": [{"name": "ops", "namespaces": ["kube-system"]}]},
-     "teams[0].namespaces[0]", "not a namespace a team may own"),
+     "teams[0].namespaces[0]", "is a system namespace (default, kube-*)"),
     ("extra rule to nowhere", {"firewallExtraRules": [{"hosts": ["nosuch"], "port": 80, "sources": ["10.0.0.0/8"],
                                                         "purpose": "x"}]},
      "firewallExtraRules[0].hosts[0]", "neither a host nor a role"),
