@@ -81,7 +81,7 @@ def _typed(raw: dict[str, Any]) -> tuple[dict[str, Any], set[str], list[Fault]]:
             broken.add(name)
             continue
         try:
-            values[name] = _adapter(name).validate_python(_decode(key, raw[key]))
+            values[name] = _adapter(name).validate_python(_decode(key, raw[key]), strict=True)
         except ValidationError as err:
             faults += type_faults(err.errors(), (key,))
             broken.add(name)
