@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import artifacts, prerequisites, support_matrix
+from components import prerequisites
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
@@ -15,9 +15,7 @@ from components.registry import Harbor, HarborArgs
 from components.team_access import TeamAccess, TeamAccessArgs
 from components.worker import WorkerNode, WorkerNodeArgs
 
-settings, secrets = load_settings()
-# unknown versions, and versions outside each other's supported ranges, fail here, before any resource
-artifacts.check_bill_of_materials(settings, support_matrix.faults(settings))
+settings, secrets = load_settings()  # every fault (types, rules, bill of materials) before any resource
 
 # --- host prerequisites: checked on every host, in parallel, before anything else on any host -------------
 host_prerequisites = prerequisites.first_on_every_host(settings, secrets.ssh_private_key)

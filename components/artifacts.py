@@ -9,7 +9,6 @@ Digests come from `components/artifacts_checksums.yaml` only; a version without 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -18,7 +17,7 @@ import pulumi
 import pulumi_command as command
 import yaml
 
-from components.config import PROJECT, ConfigError, Settings
+from components.config import ConfigError, Fault, Settings
 from components.templating import render
 
 CHECKSUMS_FILE = Path(__file__).resolve().with_name("artifacts_checksums.yaml")
@@ -91,11 +90,9 @@ def checksum(component: str, version: str, file: str, setting: Optional[str] = N
     versions = table.get(version) or table.get(version.lstrip("v")) or table.get(f"v{version.lstrip('v')}") or {}
     value = versions.get(file)
     if not value:
-        where = f"{PROJECT}:{setting}: " if setting else ""
-        raise ConfigError([
-            f"{where}no digest for {component} {version} ({file}) in {CHECKSUMS_FILE.name}; "
-            f"add the upstream-published digest there before using this version"
-        ])
+        message = (f"no digest for {component} {version} ({file}) in {CHECKSUMS_FILE.name}; "
+                   "add the upstream-published digest there before using this version")
+        raise ConfigError.of([(setting or "", message)])
     algorithm = str(value).split(":", 1)[0] if ":" in str(value) else "sha256"
     digest = str(value).split(":", 1)[-1]
     if algorithm not in ("sha256", "sha512"):
@@ -320,15 +317,14 @@ def extra_images(s: Settings) -> list[Image]:
     return ingress_images(s)
 
 
-def check_bill_of_materials(s: Settings, faults: Sequence[tuple[str, str]] = ()) -> None:
+def check_bill_of_materials(s: Settings) -> list[Fault]:
     """Resolve every binary digest and image tag for the pinned versions, before any resource exists;
-    raise one ConfigError naming every version the bill of materials does not know, together with
-    `faults` ((stack key, message) pairs, e.g. components/support_matrix.faults)."""
-    problems = [f"{PROJECT}:{key}: {message}" for key, message in faults]
+    return a fault `(key, message)` for every version the bill of materials does not know (one part of
+    the validation pass in components/config_pass.py)."""
+    faults: list[Fault] = []
     for resolve in (binaries, images):
         try:
             resolve(s)
         except ConfigError as err:
-            problems += err.problems
-    if problems:
-        raise ConfigError(problems)
+            faults += err.faults or [("", p) for p in err.problems]
+    return faults

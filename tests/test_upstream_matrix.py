@@ -11,11 +11,18 @@ from components.config import parse_settings
 from offline.engine import run_program
 from offline.engine.runner import ROOT, load_stack_config
 
+FIELDS = {"rancherVersion": "rancher_version", "kubernetesVersion": "kubernetes_version"}
 
-def settings_of(stack: str, helm: bool = False, **overrides: object):  # type: ignore[no-untyped-def]
-    cfg = load_stack_config(stack, dict(overrides))
+
+def settings_of(stack: str, helm: bool = False, **overrides: str):  # type: ignore[no-untyped-def]
+    """The stack's settings with versions swapped in afterwards: parse_settings itself refuses a stack
+    outside the matrix, and these tests call the matrix check directly."""
+    cfg = load_stack_config(stack)
     s = parse_settings({k.split(":", 1)[1]: v for k, v in cfg.values.items()})
-    return s.model_copy(update={"rancher_mode": "helm"}) if helm else s
+    update: dict[str, object] = {FIELDS[k]: v for k, v in overrides.items()}
+    if helm:
+        update["rancher_mode"] = "helm"
+    return s.model_copy(update=update)
 
 
 def test_rancher_chart_range_excludes_the_old_pin_and_holds_the_new() -> None:
