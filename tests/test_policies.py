@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,8 @@ from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidatio
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from policy.rules import credentials, hardening, network, pki, rbac
+from policy.rules import credentials, hardening, host_artifacts, network, pki, rbac
+from policy.rules.artifacts import exec_start, parse_ruleset
 from policy.rules.common import HOST_FIREWALL, HOST_STEP, REMOTE_COMMAND
 
 FW = HOST_FIREWALL
@@ -137,57 +137,77 @@ def test_every_host_firewalled() -> None:
     assert steps_only == [("host harbor-1 has no HostFirewall (containercloud:net:HostFirewall)", None)]
 
 
-# --- 5. apiserver ----------------------------------------------------------------------------------------------
+# --- 5. host artifacts: the parsers and the rules that read HostStep files -------------------------------------
 
-FLAGS = {"anonymous-auth": "false", "authorization-mode": "Node,RBAC", "service-node-port-range": "30000-32767",
-         "secure-port": "6443", "encryption-provider-config": "/etc/kubernetes/encryption-config.yaml"}
-CP = "containercloud:k8s:ControlPlane"
+UNIT = """[Unit]
+Description=x
+ExecStart=/bin/false --not-this=1
 
-
-def test_apiserver_hardening() -> None:
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS, "nodePortRange": "30000-32767"}) == []
-    for change in ({"anonymous-auth": "true"}, {"authorization-mode": "AlwaysAllow"}, {"authorization-mode": "RBAC"},
-                   {"insecure-port": "8080"}, {"basic-auth-file": "/etc/k/basic.csv"},
-                   {"token-auth-file": "/etc/k/tokens.csv"}, {"service-node-port-range": "80-65535"}):
-        assert len(run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | change})) == 1, change
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | {"insecure-port": "0"}}) == []
-    no_encryption = {k: v for k, v in FLAGS.items() if k != "encryption-provider-config"}
-    assert len(run(hardening.validate_apiserver, CP, {"apiserverFlags": no_encryption})) == 1
-    flags = {k: v for k, v in FLAGS.items() if k != "anonymous-auth"}
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": flags}), "unset anonymous-auth defaults to true"
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS, "nodePortRange": "80-65535"})
-    assert run(hardening.validate_apiserver, CP, {})
+[Service]
+ExecStart=/usr/local/bin/kube-apiserver \\
+  --anonymous-auth=false \\
+  --authorization-mode Node,RBAC \\
+  --profiling \\
+  -H tcp://0.0.0.0:2375
+Restart=always
+"""
 
 
-# --- 6. kubelet ----------------------------------------------------------------------------------------------------
+def test_unit_parser_reads_flags_with_their_lines() -> None:
+    cmd = exec_start(UNIT)
+    assert cmd is not None and cmd.binary == "/usr/local/bin/kube-apiserver" and cmd.line == 6
+    assert cmd.get("anonymous-auth") == "false" and cmd.line_of("anonymous-auth") == 7
+    assert cmd.get("authorization-mode") == "Node,RBAC" and cmd.get("profiling") == "true"
+    assert cmd.get("H") == "tcp://0.0.0.0:2375" and cmd.get("not-this") is None
+    assert exec_start("[Unit]\nDescription=none\n") is None
 
-KUBELET: dict[str, Any] = {"authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
-           "authorization": {"mode": "Webhook"}, "readOnlyPort": 0.0}
+
+def test_nft_parser_reads_chains_sources_and_ports() -> None:
+    text = ("table inet t {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n"
+            "\t\tct state established,related accept\n"
+            '\t\tip saddr { 10.0.0.1/32, 10.0.0.2/32 } tcp dport 2379 accept comment "etcd [k8s]"\n'
+            "\t\ttcp dport { 80, 8000-8100 } accept\n\t}\n}\n")
+    (chain,) = parse_ruleset(text)
+    assert (chain.name, chain.hook, chain.policy) == ("input", "input", "drop")
+    assert chain.rules[0].baseline
+    assert chain.rules[1].saddr == ["10.0.0.1/32", "10.0.0.2/32"] and chain.rules[1].dports == ["2379"]
+    assert chain.rules[1].line == 5 and chain.rules[1].verdict == "accept"
+    assert chain.rules[2].saddr is None and chain.rules[2].dports == ["80", "8000-8100"]
+
+
+def step(files: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"host": "master-1", "step": "s", "script": "true", "deleteScript": "true",
+            "files": [{"mode": "0644", "secret": False} | f for f in files]}
+
+
+def test_apiserver_rule_reads_the_unit_file() -> None:
+    path = host_artifacts.APISERVER_UNIT
+    found = run(host_artifacts.validate_apiserver_unit, HOST_STEP, step([{"path": path, "content": UNIT}]))
+    assert any(m.startswith(f"master-1 {path}:9: --profiling is true") and "CIS 1.2.15" in m for m in found)
+    assert not any("anonymous-auth" in m for m in found)
+    unknown = step([{"path": path, "content": UNKNOWN_STRING_VALUE}])
+    assert run(host_artifacts.validate_apiserver_unit, HOST_STEP, unknown) == []
+
+
+def test_secret_files_must_be_marked_and_private() -> None:
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMII\n-----END RSA PRIVATE KEY-----\n"
+    assert run(host_artifacts.validate_secret_files, HOST_STEP, step([{"path": "/k.key", "content": key}]))
+    ok = step([{"path": "/k.key", "content": key, "secret": True, "mode": "0600"}])
+    assert run(host_artifacts.validate_secret_files, HOST_STEP, ok) == []
+    loose = step([{"path": "/k.key", "content": key, "secret": True, "mode": "0644"}])
+    assert run(host_artifacts.validate_secret_files, HOST_STEP, loose)
+
+
 WN = "containercloud:k8s:WorkerNode"
-
-
-def test_kubelet_hardening() -> None:
-    assert run(hardening.validate_kubelet, WN, {"kubeletConfig": KUBELET}) == []
-    for path, value in ((("authentication", "anonymous", "enabled"), True),
-                        (("authentication", "webhook", "enabled"), False),
-                        (("authorization", "mode"), "AlwaysAllow"), (("readOnlyPort",), 10255.0)):
-        bad = copy.deepcopy(KUBELET)
-        target: Any = bad
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
-        assert len(run(hardening.validate_kubelet, WN, {"kubeletConfig": bad})) == 1, path
-    assert run(hardening.validate_kubelet, WN, {})
 
 
 # --- 7. registry ----------------------------------------------------------------------------------------------------
 
 
 def test_registry_https_only() -> None:
-    ok = {"https": True, "hostname": "harbor-1", "script": '{"insecure-registries": []}'}
+    ok = {"hostname": "harbor-1", "script": '{"insecure-registries": []}'}
     assert run(hardening.validate_registry_https, "containercloud:registry:Harbor", ok) == []
-    assert run(hardening.validate_registry_https, "containercloud:registry:Harbor", ok | {"https": False})
-    assert run(hardening.validate_registry_https, WN, {"insecureRegistries": [], "kubeletConfig": KUBELET}) == []
+    assert run(hardening.validate_registry_https, WN, {"insecureRegistries": []}) == []
     assert run(hardening.validate_registry_https, WN, {"insecureRegistries": ["harbor-1:443"]})
     for text in ('{"insecure-registries": ["harbor-1:5000"]}', "dockerd --insecure-registry harbor-1:5000",
                  "insecure_registries = [\"harbor-1\"]", "[plugins.x.configs.\"harbor-1\".tls]\n"

@@ -17,6 +17,7 @@ from .common import (
     REMOTE_COMMAND,
     Network,
     as_int,
+    covers,
     get,
     is_any,
     items,
@@ -188,3 +189,34 @@ def validate_every_host_firewalled(args: Any, report: Report) -> None:
     for fw in firewalls:
         if get(fw.props, "defaultPolicy") != "drop":
             report(f"host {get(fw.props, 'host')}: HostFirewall default policy is not drop", fw.urn)
+
+
+# --- cluster ports are never public ---------------------------------------------------------------------
+
+CLUSTER_PORTS = {2379: "etcd client", 2380: "etcd peer", 10250: "kubelet API", 10257: "kube-controller-manager",
+                 10259: "kube-scheduler"}
+
+
+def _cluster_ports(props: Any) -> dict[int, str]:
+    ports = dict(CLUSTER_PORTS)
+    vxlan = as_int(get(props, "ports", "flannelVxlanPort"))
+    ports[vxlan if vxlan is not None else 8472] = "flannel VXLAN"
+    return ports
+
+
+def validate_cluster_ports_not_public(args: Any, report: Report) -> None:
+    """On every host, DMZ included: the kubelet, VXLAN, etcd, controller-manager and scheduler ports are never
+    open to any source, and publicPorts cannot exempt them (Kubernetes Ports and Protocols; zone design)."""
+    if args.resource_type != HOST_FIREWALL:
+        return
+    props = args.props
+    cluster = _cluster_ports(props)
+    for port in sorted(_public_ports(props) & set(cluster)):
+        report(f"{get(props, 'host')}: publicPorts lists {port} ({cluster[port]}); a cluster port is never public, "
+               "it would be exempt from the zone checks")
+    for rule in _rules(props):
+        nets = [n for n in (network(s) for s in rule["sources"]) if n is not None]
+        hit = [p for p in cluster if covers(rule["port"], p)]
+        if hit and any(is_any(n) for n in nets):
+            report(f"{_describe(props, rule)} opens {cluster[hit[0]]} port {hit[0]} to any source on a "
+                   f"{get(props, 'zone')} host; only the hosts of its flow may reach it")

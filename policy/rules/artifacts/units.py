@@ -1,0 +1,84 @@
+"""systemd unit files: the `ExecStart=` command line of `[Service]`, parsed into the daemon's flags.
+
+`--flag=value`, `--flag value`, `-H value` and bare `--flag` (true) are understood; continuation lines
+(`\\` at the end) are joined; every flag keeps the line of the unit it was read from.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    value: str
+    line: int
+
+
+@dataclass
+class Command:
+    binary: str
+    line: int
+    flags: dict[str, list[Flag]] = field(default_factory=dict)
+
+    def get(self, *names: str) -> Optional[str]:
+        """The value of the last of `names` given (a repeated flag: the last one wins)."""
+        found = [f for n in names for f in self.flags.get(n, [])]
+        return max(found, key=lambda f: f.line).value if found else None
+
+    def values(self, *names: str) -> list[Flag]:
+        return [f for n in names for f in self.flags.get(n, [])]
+
+    def line_of(self, *names: str) -> int:
+        found = self.values(*names)
+        return found[-1].line if found else self.line
+
+
+def _tokens(text: str) -> list[tuple[str, int]]:
+    """The tokens of the first ExecStart= of [Service], each with its line number."""
+    section, out, collecting = "", [], False
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not collecting:
+            if line.startswith("[") and line.endswith("]"):
+                section = line
+                continue
+            if section != "[Service]" or not line.startswith("ExecStart="):
+                continue
+            line, collecting = line[len("ExecStart="):].lstrip("-@:+!"), True
+        more = line.endswith("\\")
+        try:
+            words = shlex.split(line[:-1] if more else line, comments=False)
+        except ValueError:
+            words = line.split()
+        out += [(w, number) for w in words]
+        if not more:
+            break
+    return out
+
+
+def exec_start(text: str) -> Optional[Command]:
+    """The ExecStart= command of a unit, or None when the unit has none."""
+    tokens = _tokens(text)
+    if not tokens:
+        return None
+    command = Command(tokens[0][0], tokens[0][1])
+    i = 1
+    while i < len(tokens):
+        word, line = tokens[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            continue
+        name = word.lstrip("-")
+        if "=" in name:
+            name, value = name.split("=", 1)
+        elif i < len(tokens) and not tokens[i][0].startswith("-"):
+            value = tokens[i][0]
+            i += 1
+        else:
+            value = "true"
+        command.flags.setdefault(name, []).append(Flag(name, value, line))
+    return command
