@@ -44,17 +44,6 @@ HARBOR_YML = "/opt/containercloud/harbor/v2.13.2/harbor/harbor.yml"
 DOCKER_UNIT = "/etc/systemd/system/docker.service"
 DAEMON_JSON = "/etc/docker/daemon.json"
 
-_RUNS: dict[str, ProgramRun] = {}
-
-
-def stack(name: str) -> ProgramRun:
-    if name not in _RUNS:
-        run = run_program(name)
-        assert run.error is None, run.error
-        _RUNS[name] = run
-    return _RUNS[name]
-
-
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[PolicyAnalyzer]:
     with PolicyAnalyzer() as pa:
@@ -63,7 +52,8 @@ def analyzer() -> Iterator[PolicyAnalyzer]:
 
 # --- edits -----------------------------------------------------------------------------------------------------
 
-Edit = Callable[[], list[Registration]]
+Runs = dict[str, ProgramRun]  # the session's dev and ha runs (tests/conftest.py)
+Edit = Callable[[Runs], list[Registration]]
 
 
 def _find(run: ProgramRun, typ: str, name: str) -> Registration:
@@ -82,8 +72,8 @@ def _unwrap_set(holder: dict[str, Any], key: str, change: Callable[[Any], Any]) 
 
 def file_edit(stack_name: str, step: str, path: str, change: Callable[[str], str]) -> Edit:
     """One rendered file of one HostStep changed; the step's other props and every component stay as they were."""
-    def build() -> list[Registration]:
-        reg = copy.deepcopy(_find(stack(stack_name), HOST_STEP, step))
+    def build(runs: Runs) -> list[Registration]:
+        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
         entries = [f for f in reg.inputs["files"] if f["path"] == path]
         assert len(entries) == 1, f"{step} has no file {path}"
         before = copy.deepcopy(entries[0])
@@ -115,8 +105,8 @@ def add_accept(rule: str) -> Callable[[str], str]:
 
 
 def file_meta(stack_name: str, step: str, path: str, **fields: Any) -> Edit:
-    def build() -> list[Registration]:
-        reg = copy.deepcopy(_find(stack(stack_name), HOST_STEP, step))
+    def build(runs: Runs) -> list[Registration]:
+        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
         entry = next(f for f in reg.inputs["files"] if f["path"] == path)
         entry.update(fields)
         return [reg]
@@ -124,15 +114,15 @@ def file_meta(stack_name: str, step: str, path: str, **fields: Any) -> Edit:
 
 
 def input_edit(stack_name: str, typ: str, name: str, change: Callable[[dict[str, Any]], None]) -> Edit:
-    def build() -> list[Registration]:
-        reg = copy.deepcopy(_find(stack(stack_name), typ, name))
+    def build(runs: Runs) -> list[Registration]:
+        reg = copy.deepcopy(_find(runs[stack_name], typ, name))
         change(reg.inputs)
         return [reg]
     return build
 
 
 def config_change(stack_name: str, overrides: dict[str, Any], typ: str) -> Edit:
-    def build() -> list[Registration]:
+    def build(runs: Runs) -> list[Registration]:
         run = run_program(stack_name, overrides)
         assert run.error is None, run.error
         return run.of_type(typ)
@@ -413,15 +403,20 @@ def test_the_corpus_is_large_and_distinct() -> None:
     assert len({v.id for v in CORPUS}) == len(CORPUS)
 
 
-@pytest.mark.parametrize("name", ["dev", "ha"])
-def test_stacks_have_no_findings(analyzer: PolicyAnalyzer, name: str) -> None:
-    found = analyzer.analyze(stack(name).registrations)
+@pytest.fixture(scope="module")
+def runs(dev: ProgramRun, ha: ProgramRun, dev_helm: ProgramRun) -> Runs:
+    return {"dev": dev, "ha": ha, "dev_helm": dev_helm}
+
+
+@pytest.mark.parametrize("name", ["dev", "ha", "dev_helm"])
+def test_stacks_have_no_findings(analyzer: PolicyAnalyzer, runs: Runs, name: str) -> None:
+    found = analyzer.analyze(runs[name].registrations)
     assert found == [], "\n".join(f"{v.policy} [{v.level}]: {v.message}" for v in found)
 
 
 @pytest.mark.parametrize("variant", CORPUS, ids=[v.id for v in CORPUS])
-def test_insecure_change_is_refused_for_its_reason(analyzer: PolicyAnalyzer, variant: Variant) -> None:
-    found = mandatory(v for reg in variant.build() for v in analyzer.analyze_resource(reg))
+def test_insecure_change_is_refused_for_its_reason(analyzer: PolicyAnalyzer, runs: Runs, variant: Variant) -> None:
+    found = mandatory(v for reg in variant.build(runs) for v in analyzer.analyze_resource(reg))
     shown = "\n".join(f"{v.policy}: {v.message}" for v in found)
     assert any(v.policy == variant.policy and variant.fragment in v.message for v in found), shown
     assert {v.policy for v in found} <= {variant.policy} | variant.also, shown
