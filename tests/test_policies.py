@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy import EnforcementLevel, PolicyResource, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
@@ -282,3 +283,14 @@ def test_rbac_no_anonymous_bindings() -> None:
     for name in rbac.FORBIDDEN_SUBJECTS:
         bad = {"roleRef": {"name": "view"}, "subjects": [{"kind": "Group", "name": name}]}
         assert run(rbac.validate_rbac, crb, bad) and run(rbac.validate_rbac, rbac.BINDING_TYPES[0], bad)
+
+
+def test_readme_lists_every_rule_with_its_level() -> None:
+    from pathlib import Path
+
+    from policy.rules.pack import POLICIES
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    for p in POLICIES:
+        level = "advisory" if p.enforcement_level == EnforcementLevel.ADVISORY else "mandatory"
+        assert re.search(rf"^\| [^|]*`{re.escape(p.name)}`[^|]*\| {level} \|", readme, re.M), p.name
