@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from pulumi_policy import EnforcementLevel, PolicyResource, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from offline.engine.runner import ProgramRun
 from policy.rules import credentials, hardening, host_artifacts, network, pki, rbac
-from policy.rules.artifacts import exec_start, parse_ruleset
+from policy.rules.artifacts import exec_start, host_files, parse_ruleset
 from policy.rules.common import HOST_FIREWALL, HOST_STEP, REMOTE_COMMAND
 
 FW = HOST_FIREWALL
@@ -294,3 +299,76 @@ def test_readme_lists_every_rule_with_its_level() -> None:
     for p in POLICIES:
         level = "advisory" if p.enforcement_level == EnforcementLevel.ADVISORY else "mandatory"
         assert re.search(rf"^\| [^|]*`{re.escape(p.name)}`[^|]*\| {level} \|", readme, re.M), p.name
+
+
+# --- the nftables parser against the real nft: what the pack reads is what the kernel loads ------------------
+
+
+def _nft_values(right: Any) -> list[str]:
+    values = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    out = []
+    for v in values:
+        if isinstance(v, dict) and "prefix" in v:
+            out.append(str(ipaddress.ip_network(f"{v['prefix']['addr']}/{v['prefix']['len']}")))
+        elif isinstance(v, dict) and "range" in v and isinstance(v["range"][0], str):
+            low, high = (ipaddress.ip_address(a) for a in v["range"])
+            out += [str(n) for n in ipaddress.summarize_address_range(low, high)]  # type: ignore[arg-type]
+        elif isinstance(v, dict) and "range" in v:
+            out.append(f"{v['range'][0]}-{v['range'][1]}")
+        elif isinstance(v, str) and ("." in v or ":" in v):
+            out.append(str(ipaddress.ip_network(v)))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _collapsed(networks: list[str]) -> list[str]:
+    nets = [ipaddress.ip_network(n) for n in networks]
+    return sorted(str(n) for n in ipaddress.collapse_addresses(nets))  # type: ignore[type-var]
+
+
+def _loaded(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
+    """(chain policy or verdict, saddr, dports, protocol) per chain and rule, as nft itself loaded them."""
+    done = subprocess.run(["unshare", "-n", "sh", "-c", "nft -f - && nft -j list ruleset"], input=text,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot load a ruleset in a private netns here: {done.stderr.strip()}")
+    out: list[tuple[str, Any, Any, Optional[str]]] = []
+    for item in json.loads(done.stdout)["nftables"]:
+        if "chain" in item:
+            out.append((f"policy {item['chain'].get('policy')}", None, None, None))
+        elif "rule" in item:
+            saddr = dports = proto = None
+            verdict = next((k for e in item["rule"]["expr"] for k in ("accept", "drop") if k in e), "")
+            for e in item["rule"]["expr"]:
+                left = e.get("match", {}).get("left", {})
+                if left.get("payload", {}).get("field") == "saddr":
+                    saddr = _collapsed(_nft_values(e["match"]["right"]))
+                if left.get("payload", {}).get("field") == "dport":
+                    dports, proto = sorted(_nft_values(e["match"]["right"])), left["payload"]["protocol"]
+            out.append((verdict, saddr, dports, proto))
+    return out
+
+
+def _parsed(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
+    out: list[tuple[str, Any, Any, Optional[str]]] = []
+    for chain in parse_ruleset(text):
+        out.append((f"policy {chain.policy}", None, None, None))
+        for r in chain.rules:
+            saddr = _collapsed(r.saddr) if r.saddr is not None else None
+            out.append((r.verdict or "", saddr, sorted(r.dports) if r.protocol else None, r.protocol))
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("nft") or not shutil.which("unshare"), reason="nft or unshare missing")
+def test_nft_parser_agrees_with_nft(dev: ProgramRun, ha: ProgramRun) -> None:
+    rulesets = {f"{run.stack}:{f.host}": f.content for run in (dev, ha) for reg in run.of_type(HOST_STEP)
+                for f in host_files(reg.plain_inputs) if f.path.endswith(".nft") and f.content}
+    assert len(rulesets) >= 19
+    extra = rulesets["dev:master-1"].replace(
+        '\t\tiifname "lo" accept\n',
+        '\t\tiifname "lo" accept\n\t\ttcp dport 8080 accept\n\t\tip saddr 0.0.0.0/0 udp dport { 8472, 10250-10259 } '
+        'accept comment "x"\n\t\tip saddr { 10.0.0.0/8, 192.0.2.7 } tcp dport 2379 drop\n')
+    rulesets["edited"] = extra.replace("policy drop;", "policy accept;")
+    for name, text in rulesets.items():
+        assert _parsed(text) == _loaded(text), name
