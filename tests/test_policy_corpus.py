@@ -420,3 +420,44 @@ def test_insecure_change_is_refused_for_its_reason(analyzer: PolicyAnalyzer, run
     shown = "\n".join(f"{v.policy}: {v.message}" for v in found)
     assert any(v.policy == variant.policy and variant.fragment in v.message for v in found), shown
     assert {v.policy for v in found} <= {variant.policy} | variant.also, shown
+
+
+# --- at preview: provider outputs are unknown ---------------------------------------------------------------
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's unknown string (pulumi.runtime.rpc.UNKNOWN)
+
+
+def _from_provider_outputs(content: Any) -> bool:
+    """Contents a real preview cannot know: secrets, certificates and keys (pulumi-tls / pulumi-random outputs)."""
+    return isinstance(content, dict) or (isinstance(content, str) and "-----BEGIN" in content)
+
+
+def as_at_preview(reg: Registration) -> Registration:
+    reg = copy.deepcopy(reg)
+    if reg.type == HOST_STEP:
+        for f in reg.inputs.get("files") or []:
+            if _from_provider_outputs(f.get("content")):
+                f["content"] = UNKNOWN
+    return reg
+
+
+def test_at_preview_the_stacks_stay_clean_and_the_pack_still_runs(analyzer: PolicyAnalyzer, runs: Runs) -> None:
+    for name in ("dev", "ha"):
+        regs = [as_at_preview(r) for r in runs[name].registrations if r.type == HOST_STEP]
+        assert any(f["content"] == UNKNOWN for r in regs for f in r.inputs["files"])
+        found = [v for r in regs for v in analyzer.analyze_resource(r)]
+        assert found == [], "\n".join(f"{v.policy} [{v.level}]: {v.message}" for v in found)
+
+
+PREVIEW_CAUGHT = [v for v in CORPUS if v.id in {
+    "apiserver-anonymous-auth", "etcd-no-client-cert-auth", "scheduler-config-profiling", "kubelet-config-anonymous",
+    "ruleset-extra-accept-any-source", "hosts-toml-plain-http", "dockerd-on-tcp", "host-key-world-readable",
+}]
+
+
+@pytest.mark.parametrize("variant", PREVIEW_CAUGHT, ids=[v.id for v in PREVIEW_CAUGHT])
+def test_rendered_file_edits_are_caught_at_preview(analyzer: PolicyAnalyzer, runs: Runs, variant: Variant) -> None:
+    found = [v for reg in variant.build(runs) for v in analyzer.analyze_resource(as_at_preview(reg))]
+    assert not [v for v in found if "during preview" in v.message]
+    assert any(v.level == "mandatory" and v.policy == variant.policy and variant.fragment in v.message
+               for v in found), "\n".join(f"{v.policy}: {v.message}" for v in found)
