@@ -32,10 +32,19 @@ PORTS = {"sshPort": 22.0, "apiServerPort": 6443.0, "flannelVxlanPort": 8472.0, "
 RULESET = "table inet containercloud {\n chain input {\n  type filter hook input priority filter; policy drop;\n }\n}\n"
 
 
+def render(rules: list[dict[str, Any]]) -> str:
+    """A ruleset as the firewall template writes it: one accept line per rule (the rules are what is judged)."""
+    lines = []
+    for r in rules:
+        port = r["port"] if isinstance(r["port"], str) else int(r["port"])
+        lines.append(f' ip saddr {{ {", ".join(r["sources"])} }} {r["protocol"]} dport {port} accept comment "test"\n')
+    return RULESET.replace(" }\n}\n", "".join(lines) + " }\n}\n")
+
+
 def firewall(host: str, rules: list[dict[str, Any]], public: list[float] | None = None) -> dict[str, Any]:
     h = next(i for i in INVENTORY if i["name"] == host)
     return {"host": host, "zone": h["zone"], "address": h["address"], "roles": h["roles"], "defaultPolicy": "drop",
-            "rules": rules, "ruleset": RULESET, "publicPorts": public or [], "zones": ZONES,
+            "rules": rules, "ruleset": render(rules), "publicPorts": public or [], "zones": ZONES,
             "etcdPeers": [i["address"] for i in INVENTORY if {"etcd", "control-plane"} & set(i["roles"])],
             "nodeAddresses": ([i["address"] for i in INVENTORY if {"worker", "control-plane"} & set(i["roles"])]
                               if h["zone"] == "inside" else []),
@@ -115,10 +124,18 @@ def test_no_any_source_on_inside_unless_public() -> None:
 
 def test_default_drop() -> None:
     assert run(network.validate_default_drop, FW, firewall("master-1", MASTER_OK)) == []
-    accept = firewall("master-1", MASTER_OK) | {"defaultPolicy": "accept"}
-    assert run(network.validate_default_drop, FW, accept)
-    no_drop = firewall("master-1", MASTER_OK) | {"ruleset": RULESET.replace("policy drop;", "policy accept;")}
+    no_drop = firewall("master-1", MASTER_OK) | {"ruleset": render(MASTER_OK).replace("policy drop;", "policy accept;")}
     assert run(network.validate_default_drop, FW, no_drop)
+    no_input = firewall("master-1", MASTER_OK) | {"ruleset": render(MASTER_OK).replace("hook input", "hook output")}
+    assert run(network.validate_default_drop, FW, no_input)
+
+
+def test_the_structured_rules_are_a_summary_the_ruleset_is_judged() -> None:
+    summary_ok = firewall("master-1", MASTER_OK) | {"ruleset": render(MASTER_OK + [rule(2379, ["203.0.113.0/24"])])}
+    assert run(network.validate_zone_matrix, FW, summary_ok)
+    assert run(network.validate_etcd_ports, FW, summary_ok)
+    extra_line = render(MASTER_OK).replace(" }\n}\n", " tcp dport 8080 accept\n }\n}\n")
+    assert run(network.validate_no_any_source, FW, firewall("master-1", MASTER_OK) | {"ruleset": extra_line})
 
 
 def _stack(resources: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str | None]]:

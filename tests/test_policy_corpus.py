@@ -104,6 +104,18 @@ def add_accept(rule: str) -> Callable[[str], str]:
     return sub(r"^(\t\tiifname \"lo\" accept\n)", rf"\g<1>\t\t{rule}\n")
 
 
+def ruleset_edit(stack_name: str, host: str, change: Callable[[str], str]) -> Edit:
+    """A template edit of a host's ruleset: the HostStep's firewall.nft and the HostFirewall's `ruleset` prop are
+    the same rendered text, so both change."""
+    step = file_edit(stack_name, f"{host}-firewall", NFT, change)
+
+    def build(runs: Runs) -> list[Registration]:
+        firewall = copy.deepcopy(_find(runs[stack_name], FW, f"{host}-firewall"))
+        firewall.inputs["ruleset"] = change(firewall.inputs["ruleset"])
+        return step(runs) + [firewall]
+    return build
+
+
 def file_meta(stack_name: str, step: str, path: str, **fields: Any) -> Edit:
     def build(runs: Runs) -> list[Registration]:
         reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
@@ -311,6 +323,22 @@ CORPUS: list[Variant] = [
       file_edit("dev", "worker-2-firewall", NFT, sub(r"\{ 10\.244\.0\.0/16 \} tcp dport 10250",
                                                      "{ 10.0.0.0/8 } tcp dport 10250")),
       "host-firewall-ruleset", "kubelet API port 10250 accepts 10.0.0.0/8"),
+    V("template-dmz-to-controller-manager",
+      ruleset_edit("dev", "master-1", add_accept("ip saddr { 203.0.113.21/32 } tcp dport 10257 accept")),
+      "zone-matrix", "is open to DMZ sources 203.0.113.21/32"),
+    V("template-etcd-from-rancher",
+      ruleset_edit("dev", "master-1", add_accept("ip saddr { 198.51.100.10/32 } tcp dport 2380 accept")),
+      "etcd-ports-members-only", "opens etcd to 198.51.100.10/32"),
+    V("template-inside-any-source",
+      ruleset_edit("dev", "rancher-1", add_accept("tcp dport 9443 accept")),
+      "no-any-source-inside", "9443/tcp", {"host-firewall-ruleset", "zone-matrix"}),
+    V("template-dmz-vxlan-any-source",
+      ruleset_edit("dev", "worker-3", sub(r"ip saddr \{[^}]*\} udp dport 8472", "ip saddr 0.0.0.0/0 udp dport 8472")),
+      "cluster-ports-never-public", "opens flannel VXLAN port 8472 to any source on a dmz host",
+      {"host-firewall-ruleset"}),
+    V("template-default-accept",
+      ruleset_edit("dev", "harbor-1", sub("policy drop;", "policy accept;")),
+      "host-firewall-default-drop", "the input policy must be drop", {"host-firewall-ruleset"}),
     # --- registry clients, Harbor, dockerd -------------------------------------------------------------------------
     V("hosts-toml-plain-http", file_edit("dev", "worker-1-runtime", HOSTS_TOML, sub('server = "https://', 'server = "http://')),
       "registry-tls-artifacts", "is not https"),

@@ -122,7 +122,7 @@ VARIANTS: list[Variant] = [
      {"no-any-source-inside", "zone-matrix"}, "mandatory"),
     ("firewall-default-accept",
      lambda: mutate(stack("dev"), FW, "worker-1-firewall", ("defaultPolicy",), "accept"),
-     {"host-firewall-default-drop", "every-host-firewalled"}, "mandatory"),
+     {"every-host-firewalled"}, "mandatory"),
     ("host-without-firewall",
      lambda: without(stack("dev"), FW, "worker-2-firewall"),
      {"every-host-firewalled"}, "mandatory"),

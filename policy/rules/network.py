@@ -4,6 +4,10 @@ They read `containercloud:net:HostFirewall` props (config-derived, known at prev
 `{host, zone, address, roles, defaultPolicy, rules: [{port, protocol, sources, purpose, source}],
 ruleset, publicPorts, zones: {name: cidr}, etcdPeers: [etcd and control-plane addresses],
 nodeAddresses: [Kubernetes node addresses, on INSIDE hosts], ports}`.
+
+What is judged is `ruleset`: the very text the firewall's HostStep writes to the host and loads with
+`nft -f`, parsed by policy/rules/artifacts/nft.py. The structured `rules` are a summary for people and are
+not judged. The zone, addresses and port settings give the context (which CIDR is the DMZ, who is a member).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .artifacts import parse_ruleset
 from .common import (
     HOST_FIREWALL,
     HOST_STEP,
@@ -34,15 +39,26 @@ DMZ = "dmz"
 ETCD_PORTS = (2379, 2380)
 
 
+ANY_SOURCE = ["0.0.0.0/0", "::/0"]
+
+
 def _rules(props: Any) -> list[dict[str, Any]]:
+    """The accept rules of the ruleset as loaded: one per destination port (or range), with its sources."""
+    text = get(props, "ruleset")
     out = []
-    for rule in items(get(props, "rules")):
-        out.append({
-            "port": get(rule, "port"),
-            "protocol": get(rule, "protocol", default="tcp"),
-            "sources": [s for s in items(get(rule, "sources")) if isinstance(s, str)],
-            "purpose": get(rule, "purpose", default=""),
-        })
+    for chain in parse_ruleset(text) if isinstance(text, str) else []:
+        if chain.hook != "input":
+            continue
+        for r in chain.rules:
+            if r.verdict != "accept" or r.baseline:
+                continue
+            for port in r.dports or ["0-65535"]:
+                out.append({
+                    "port": port,
+                    "protocol": r.protocol if r.protocol in ("tcp", "udp") else "any",
+                    "sources": r.saddr if r.saddr is not None else ANY_SOURCE,
+                    "purpose": f"line {r.line}: {r.comment or r.text}",
+                })
     return out
 
 
@@ -156,16 +172,19 @@ def validate_no_any_source(args: Any, report: Report) -> None:
 
 
 def validate_default_drop(args: Any, report: Report) -> None:
-    """A HostFirewall drops by default, and its ruleset says so."""
+    """A HostFirewall's ruleset, as loaded, has an input base chain and every input chain drops by default."""
     if args.resource_type != HOST_FIREWALL:
         return
     props = args.props
     host = get(props, "host")
-    if get(props, "defaultPolicy") != "drop":
-        report(f"{host}: defaultPolicy is {get(props, 'defaultPolicy')!r}; the input policy must be drop")
     ruleset = get(props, "ruleset", default="")
-    if not isinstance(ruleset, str) or "hook input" not in ruleset or "policy drop;" not in ruleset:
+    chains = [c for c in parse_ruleset(ruleset) if c.hook == "input"] if isinstance(ruleset, str) else []
+    if not chains:
         report(f"{host}: the rendered ruleset has no input chain with policy drop")
+    for chain in chains:
+        if chain.policy != "drop":
+            report(f"{host}: ruleset line {chain.line}: input chain {chain.name} has policy "
+                   f"{chain.policy or 'accept (default)'}; the input policy must be drop")
 
 
 def validate_every_host_firewalled(args: Any, report: Report) -> None:

@@ -13,7 +13,7 @@ from typing import Optional
 _CHAIN = re.compile(r"^\s*chain\s+([\w-]+)\s*\{")
 _HOOK = re.compile(r"\btype\s+\w+\s+hook\s+(\w+)\b")
 _POLICY = re.compile(r"\bpolicy\s+(\w+)\s*;")
-_COMMENT = re.compile(r'\s*comment\s+"[^"]*"\s*$')
+_COMMENT = re.compile(r'\s*comment\s+"([^"]*)"\s*$')
 _SADDR = re.compile(r"\bip6?\s+saddr\s+(\{[^}]*\}|\S+)")
 _DPORT = re.compile(r"\b(tcp|udp|th)\s+dport\s+(\{[^}]*\}|\S+)")
 _VERDICT = re.compile(r"\b(accept|drop|reject|jump|goto|return)\b")
@@ -32,6 +32,7 @@ class NftRule:
     dports: list[str]
     verdict: Optional[str]
     iifname: Optional[str]
+    comment: Optional[str] = None
 
     @property
     def baseline(self) -> bool:
@@ -50,6 +51,7 @@ class NftChain:
 
 
 def _rule(line: int, text: str) -> NftRule:
+    comment = _COMMENT.search(text)
     body = _COMMENT.sub("", text)
     saddr = _SADDR.search(body)
     dport = _DPORT.search(body)
@@ -57,7 +59,7 @@ def _rule(line: int, text: str) -> NftRule:
     iif = re.search(r"\biifname\s+(\S+)", body)
     return NftRule(line, body, _set(saddr.group(1)) if saddr else None, dport.group(1) if dport else None,
                    _set(dport.group(2)) if dport else [], verdicts[-1] if verdicts else None,
-                   iif.group(1) if iif else None)
+                   iif.group(1) if iif else None, comment.group(1) if comment else None)
 
 
 def parse_ruleset(text: str) -> list[NftChain]:
