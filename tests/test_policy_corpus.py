@@ -116,6 +116,15 @@ def ruleset_edit(stack_name: str, host: str, change: Callable[[str], str]) -> Ed
     return build
 
 
+def add_file(stack_name: str, step: str, path: str, content: str) -> Edit:
+    """A file added to a HostStep (e.g. a systemd drop-in)."""
+    def build(runs: Runs) -> list[Registration]:
+        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
+        reg.inputs["files"].append({"path": path, "mode": "0644", "secret": False, "content": content})
+        return [reg]
+    return build
+
+
 def file_meta(stack_name: str, step: str, path: str, **fields: Any) -> Edit:
     def build(runs: Runs) -> list[Registration]:
         reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
@@ -227,6 +236,11 @@ CORPUS: list[Variant] = [
       "apiserver-hardening", "leaves 30000-32767"),
     V("apiserver-insecure-port", file_edit(*API, add_flag("--insecure-port=8080")),
       "apiserver-hardening", "insecure HTTP port"),
+    V("apiserver-drop-in-overrides-flags",
+      add_file("dev", "master-1-kube-apiserver", APISERVER + ".d/10-debug.conf",
+               "[Service]\nExecStart=\nExecStart=/usr/local/bin/kube-apiserver --anonymous-auth=true "
+               "--authorization-mode=AlwaysAllow\n"),
+      "apiserver-hardening", "kube-apiserver.service.d/10-debug.conf:3: --anonymous-auth is true"),
     # --- etcd unit (CIS 2) ------------------------------------------------------------------------------------------
     V("etcd-no-client-cert-auth", file_edit(*ETC, sub("--client-cert-auth=true", "--client-cert-auth=false")),
       "etcd-hardening", "--client-cert-auth is false; must be true (CIS 2.2)"),
@@ -243,6 +257,10 @@ CORPUS: list[Variant] = [
     V("etcd-listens-everywhere", file_edit(*ETC, sub("listen-client-urls=https://198.51.100.11:2379",
                                                      "listen-client-urls=https://0.0.0.0:2379")),
       "etcd-hardening", "listens beyond the member's own INSIDE address"),
+    V("etcd-advertises-and-listens-everywhere",
+      file_edit(*ETC, sub("(listen|advertise)-client-urls=https://198.51.100.11:2379", r"\1-client-urls=https://0.0.0.0:2379",
+                          count=2)),
+      "etcd-hardening", "--listen-client-urls https://0.0.0.0:2379 listens beyond"),
     V("etcd-metrics-everywhere", file_edit(*ETC, sub("http://127.0.0.1:2381", "http://0.0.0.0:2381")),
       "etcd-hardening", "serves metrics beyond loopback"),
     V("etcd-no-trusted-ca", file_edit(*ETC, drop_line("  --trusted-ca-file")),

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from .artifacts import (
     Command,
     HostFile,
-    exec_start,
+    effective,
     holds_credentials,
     host_files,
     load_json,
@@ -56,11 +56,9 @@ def _files(args: Any) -> dict[str, HostFile]:
 
 
 def _command(files: dict[str, HostFile], path: str) -> Optional[tuple[HostFile, Command]]:
-    f = files.get(path)
-    if f is None or f.content is None:
-        return None
-    cmd = exec_start(f.content)
-    return (f, cmd) if cmd is not None else None
+    """The command systemd runs for the unit at `path`: the unit's ExecStart=, or a drop-in's that replaces it."""
+    found = effective(path, {p: f.content for p, f in files.items() if f.content is not None})
+    return (files[found[0]], found[1]) if found else None
 
 
 def _where(f: HostFile, line: int) -> str:
@@ -184,7 +182,14 @@ def _members(cmd: Command) -> set[str]:
     """The member addresses of --initial-cluster and the advertised URLs: where etcd may listen."""
     urls = [m.split("=", 1)[-1] for m in _csv(cmd.get("initial-cluster"))]
     urls += _csv(cmd.get("advertise-client-urls")) + _csv(cmd.get("initial-advertise-peer-urls"))
-    return {_url_host(u) for u in urls if _url_host(u)}
+    return {h for h in map(_url_host, urls) if h and not _unspecified(h)}
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 _ETCD_TLS = (
@@ -318,6 +323,7 @@ def kubelet_problems(unit: HostFile, cmd: Command, files: dict[str, HostFile]) -
         return f"{unit.host} {config.path if config else unit.path}:{_yaml_line(text, key)}"
 
     anonymous = cmd.get("anonymous-auth") or str(_dig(doc, "authentication", "anonymous", "enabled")).lower()
+    anonymous = "unset (true)" if anonymous == "none" else anonymous
     if anonymous != "false":
         problems.append(f"{at('anonymous', 'anonymous-auth')}: anonymous authentication is {anonymous}; must be "
                         "false (CIS 4.2.1)")

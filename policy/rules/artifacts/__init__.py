@@ -9,9 +9,9 @@ numbers, so a finding can say where the problem is.
 from .documents import load_json, load_toml, load_yaml, yaml_line
 from .files import HostFile, holds_credentials, host_files
 from .nft import NftChain, NftRule, parse_ruleset
-from .units import Command, Flag, exec_start
+from .units import Command, Flag, effective, exec_start
 
 __all__ = [
-    "Command", "Flag", "HostFile", "NftChain", "NftRule", "exec_start", "holds_credentials", "host_files",
+    "Command", "Flag", "HostFile", "NftChain", "NftRule", "effective", "exec_start", "holds_credentials", "host_files",
     "load_json", "load_toml", "load_yaml", "parse_ruleset", "yaml_line",
 ]

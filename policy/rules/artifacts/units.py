@@ -1,7 +1,8 @@
 """systemd unit files: the `ExecStart=` command line of `[Service]`, parsed into the daemon's flags.
 
 `--flag=value`, `--flag value`, `-H value` and bare `--flag` (true) are understood; continuation lines
-(`\\` at the end) are joined; every flag keeps the line of the unit it was read from.
+(`\\` at the end) are joined; every flag keeps the line of the unit it was read from. Drop-ins
+(`<unit>.d/*.conf`) replace the command when they set ExecStart= (see `effective`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ class Command:
 
 
 def _tokens(text: str) -> list[tuple[str, int]]:
-    """The tokens of the first ExecStart= of [Service], each with its line number."""
-    section, out, collecting = "", [], False
+    """The tokens of the effective ExecStart= of [Service] (an empty `ExecStart=` resets the list, as in a
+    drop-in), each with its line number."""
+    section, collecting = "", False
+    out: list[tuple[str, int]] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not collecting:
@@ -48,15 +51,14 @@ def _tokens(text: str) -> list[tuple[str, int]]:
                 continue
             if section != "[Service]" or not line.startswith("ExecStart="):
                 continue
-            line, collecting = line[len("ExecStart="):].lstrip("-@:+!"), True
+            line, collecting, out = line[len("ExecStart="):].lstrip("-@:+!"), True, []
         more = line.endswith("\\")
         try:
             words = shlex.split(line[:-1] if more else line, comments=False)
         except ValueError:
             words = line.split()
         out += [(w, number) for w in words]
-        if not more:
-            break
+        collecting = more
     return out
 
 
@@ -82,3 +84,14 @@ def exec_start(text: str) -> Optional[Command]:
             value = "true"
         command.flags.setdefault(name, []).append(Flag(name, value, line))
     return command
+
+
+def effective(unit: str, files: dict[str, str]) -> Optional[tuple[str, Command]]:
+    """(path, command) of the ExecStart= systemd runs for `unit`: the last of the unit and its drop-ins
+    (`unit.d/*.conf`, in name order) that sets one. `files` maps path to known content."""
+    found = None
+    for path in [unit] + sorted(p for p in files if p.startswith(unit + ".d/") and p.endswith(".conf")):
+        cmd = exec_start(files[path]) if path in files else None
+        if cmd is not None:
+            found = (path, cmd)
+    return found
