@@ -382,6 +382,10 @@ CORPUS: list[Variant] = [
     V("dockerd-daemon-json-tcp",
       file_edit("dev", "rancher-1-docker", DAEMON_JSON, sub(r"^\{\n", '{\n  "hosts": ["tcp://0.0.0.0:2376"],\n')),
       "docker-daemon-unix-socket-only", '"hosts" has tcp://0.0.0.0:2376'),
+    V("docker-socket-activation-on-tcp",
+      add_file("dev", "rancher-1-docker", "/etc/systemd/system/docker-tcp.socket",
+               "[Unit]\nDescription=Docker API\n\n[Socket]\nListenStream=2375\nService=docker.service\n"),
+      "docker-daemon-unix-socket-only", "docker-tcp.socket:5: ListenStream=2375"),
     # --- secrets in the wrong place ------------------------------------------------------------------------------
     V("host-key-not-secret", file_meta("dev", "harbor-1-harbor", "/etc/containercloud/registry/tls.key", secret=False),
       "host-secret-files", "tls.key: holds a private key but is not marked secret"),

@@ -469,6 +469,13 @@ def docker_problems(files: dict[str, HostFile]) -> list[str]:
             if not flag.value.startswith(("unix://", "fd://")):
                 problems.append(f"{_where(f, flag.line)}: dockerd listens on {flag.value}; root-equivalent API "
                                 "on the network (Docker: Protect the Docker daemon socket)")
+    for f in files.values():
+        if f.path.startswith(UNITS) and "docker" in f.path and f.path.endswith(".socket") and f.content:
+            for number, line in enumerate(f.content.splitlines(), 1):
+                key, _, value = line.strip().partition("=")
+                if key.strip() == "ListenStream" and value.strip() and not value.strip().startswith("/"):
+                    problems.append(f"{_where(f, number)}: ListenStream={value.strip()} exposes the Docker API on "
+                                    "the network (Docker: Protect the Docker daemon socket)")
     daemon = files.get(DOCKER_DAEMON_JSON)
     if daemon is not None and daemon.content is not None:
         doc = load_json(daemon.content)
@@ -498,8 +505,8 @@ def validate_registry_artifacts(args: Any, report: Report) -> None:
 
 
 def validate_docker_daemon(args: Any, report: Report) -> None:
-    """dockerd listens only on its unix socket (unit `-H` flags and daemon.json `hosts`): a TCP socket is a
-    root-equivalent API on the network."""
+    """dockerd listens only on its unix socket (unit `-H` flags, daemon.json `hosts`, a docker .socket unit's
+    ListenStream): a TCP socket is a root-equivalent API on the network."""
     for problem in docker_problems(_files(args)):
         report(problem)
 
