@@ -112,6 +112,9 @@ def namespace_problems(resource_type: str, props: Any) -> list[str]:
     if resource_type != NAMESPACE or not isinstance(get(labels, TEAM_LABEL), str):
         return []
     problems = []
+    if get(labels, "pod-security.kubernetes.io/enforce") is None:
+        problems.append("team namespace has no pod-security.kubernetes.io/enforce label; Pod Security admission "
+                        "then admits privileged pods (CIS 5.2.2-5.2.12): enforce baseline or restricted")
     for mode in PSA_MODES:
         level = get(labels, f"pod-security.kubernetes.io/{mode}")
         if level is not None and level not in PSA_LEVELS:
@@ -121,7 +124,7 @@ def namespace_problems(resource_type: str, props: Any) -> list[str]:
 
 
 def validate_team_pod_security(args: Any, report: Report) -> None:
-    """Team namespaces never relax Pod Security to privileged (CIS 5.2)."""
+    """Team namespaces enforce Pod Security baseline or restricted; no mode relaxed to privileged (CIS 5.2)."""
     for problem in namespace_problems(args.resource_type, args.props):
         report(f"{args.name}: {problem}")
 
