@@ -125,6 +125,15 @@ def add_file(stack_name: str, step: str, path: str, content: str) -> Edit:
     return build
 
 
+def script_edit(stack_name: str, step: str, change: Callable[[str], str]) -> Edit:
+    """A HostStep's script changed (the rendered template), its files and every component unchanged."""
+    def build(runs: Runs) -> list[Registration]:
+        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
+        reg.inputs["script"] = change(reg.inputs["script"])
+        return [reg]
+    return build
+
+
 def file_meta(stack_name: str, step: str, path: str, **fields: Any) -> Edit:
     def build(runs: Runs) -> list[Registration]:
         reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
@@ -386,6 +395,15 @@ CORPUS: list[Variant] = [
       add_file("dev", "rancher-1-docker", "/etc/systemd/system/docker-tcp.socket",
                "[Unit]\nDescription=Docker API\n\n[Socket]\nListenStream=2375\nService=docker.service\n"),
       "docker-daemon-unix-socket-only", "docker-tcp.socket:5: ListenStream=2375"),
+    V("rancher-publishes-http",
+      script_edit("dev", "rancher-1-rancher", sub(r"-p 443:443 \\", r"-p 443:443 -p 80:80 \\")),
+      "rancher-server-tls", "publishes Rancher's plain-http port (80:80)"),
+    V("rancher-without-our-certificate",
+      script_edit("dev", "rancher-1-rancher", drop_line("/etc/rancher/ssl/key.pem:ro")),
+      "rancher-server-tls", "Rancher runs without /etc/rancher/ssl/key.pem"),
+    V("rancher-no-cacerts",
+      script_edit("dev", "rancher-1-rancher", sub(r"--privileged \\", r"--privileged --no-cacerts \\")),
+      "rancher-server-tls", "--no-cacerts"),
     # --- secrets in the wrong place ------------------------------------------------------------------------------
     V("host-key-not-secret", file_meta("dev", "harbor-1-harbor", "/etc/containercloud/registry/tls.key", secret=False),
       "host-secret-files", "tls.key: holds a private key but is not marked secret"),

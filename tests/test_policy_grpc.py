@@ -24,9 +24,9 @@ POLICIES = {
     "zone-matrix", "etcd-ports-members-only", "no-any-source-inside", "cluster-ports-never-public",
     "host-firewall-default-drop", "every-host-firewalled", "host-firewall-ruleset", "apiserver-hardening",
     "etcd-hardening", "controller-manager-scheduler-hardening", "kubelet-hardening", "registry-https-only",
-    "registry-tls-artifacts", "docker-daemon-unix-socket-only", "host-secret-files", "no-default-credentials",
-    "pki-strength", "pki-no-issued-ca", "leaf-validity", "rbac-no-anonymous", "rbac-least-privilege",
-    "team-pod-security", "no-credentials-in-configmaps",
+    "registry-tls-artifacts", "docker-daemon-unix-socket-only", "rancher-server-tls", "host-secret-files",
+    "no-default-credentials", "pki-strength", "pki-no-issued-ca", "leaf-validity", "rbac-no-anonymous",
+    "rbac-least-privilege", "team-pod-security", "no-credentials-in-configmaps",
 }
 
 

@@ -30,9 +30,10 @@ from .artifacts import (
     load_toml,
     load_yaml,
     parse_ruleset,
+    shell_commands,
 )
 from .artifacts import yaml_line as _yaml_line
-from .common import HOST_STEP, as_int
+from .common import HOST_STEP, as_int, get
 
 Report = Callable[..., None]
 
@@ -530,3 +531,46 @@ def validate_secret_files(args: Any, report: Report) -> None:
                    "the create command")
         if (f.secret or what) and _mode(f.mode) & 0o077:
             report(f"{f.host} {f.path}: mode {f.mode} lets others read a secret file; use 0600 (CIS 1.1.13, 4.1.5)")
+
+
+# --- Rancher server in docker mode -----------------------------------------------------------------------
+
+RANCHER_SSL = ("/etc/rancher/ssl/cert.pem", "/etc/rancher/ssl/key.pem")
+
+
+def _container_port(publish: str) -> Optional[int]:
+    """The container port of a `-p [ip:][host:]container[/proto]` value."""
+    return as_int(publish.split("/", 1)[0].rsplit(":", 1)[-1])
+
+
+def rancher_problems(host: str, script: str) -> list[str]:
+    problems = []
+    for cmd in shell_commands(script, "docker run"):
+        if not any("rancher/rancher:" in a for a in cmd.args):
+            continue
+        for flag in cmd.values("p", "publish"):
+            if _container_port(flag.value) == 80:
+                problems.append(f"{host} step script:{flag.line}: docker run publishes Rancher's plain-http port "
+                                f"({flag.value}); Rancher is reached on 443 only, 80 only behind a TLS-terminating "
+                                "load balancer (Rancher: Port requirements)")
+        targets = {v.value.split(":")[1] for v in cmd.values("v", "volume") if v.value.count(":") >= 1}
+        missing = [t for t in RANCHER_SSL if t not in targets]
+        if missing:
+            problems.append(f"{host} step script:{cmd.line}: Rancher runs without {', '.join(missing)}; it would "
+                            "serve a certificate it generated itself, not one from our CA (Rancher: docker install "
+                            "with certificates signed by a private CA)")
+        if cmd.get("no-cacerts") is not None:
+            problems.append(f"{host} step script:{cmd.line_of('no-cacerts')}: --no-cacerts: agents would not be "
+                            "given our CA to verify Rancher")
+    return problems
+
+
+def validate_rancher_server(args: Any, report: Report) -> None:
+    """Rancher in docker mode, as the step script runs it: only 443 published (no plain-http 80), our
+    certificate and key mounted, no --no-cacerts."""
+    if args.resource_type != HOST_STEP:
+        return
+    script, host = get(args.props, "script"), get(args.props, "host", default="")
+    if isinstance(script, str) and "docker run" in script:
+        for problem in rancher_problems(str(host), script):
+            report(problem)

@@ -40,6 +40,7 @@ POLICIES = [
     _resource("registry-https-only", hardening.validate_registry_https),
     _resource("registry-tls-artifacts", host_artifacts.validate_registry_artifacts),
     _resource("docker-daemon-unix-socket-only", host_artifacts.validate_docker_daemon),
+    _resource("rancher-server-tls", host_artifacts.validate_rancher_server),
     _resource("host-secret-files", host_artifacts.validate_secret_files),
     _resource("no-default-credentials", credentials.validate_credentials),
     _resource("pki-strength", pki.validate_pki),

@@ -24,6 +24,7 @@ class Command:
     binary: str
     line: int
     flags: dict[str, list[Flag]] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # positional words (e.g. a `docker run` image)
 
     def get(self, *names: str) -> Optional[str]:
         """The value of the last of `names` given (a repeated flag: the last one wins)."""
@@ -62,17 +63,14 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     return out
 
 
-def exec_start(text: str) -> Optional[Command]:
-    """The ExecStart= command of a unit, or None when the unit has none."""
-    tokens = _tokens(text)
-    if not tokens:
-        return None
+def _command(tokens: list[tuple[str, int]]) -> Command:
     command = Command(tokens[0][0], tokens[0][1])
     i = 1
     while i < len(tokens):
         word, line = tokens[i]
         i += 1
         if not word.startswith("-") or word == "-":
+            command.args.append(word)
             continue
         name = word.lstrip("-")
         if "=" in name:
@@ -84,6 +82,35 @@ def exec_start(text: str) -> Optional[Command]:
             value = "true"
         command.flags.setdefault(name, []).append(Flag(name, value, line))
     return command
+
+
+def exec_start(text: str) -> Optional[Command]:
+    """The ExecStart= command of a unit, or None when the unit has none."""
+    tokens = _tokens(text)
+    return _command(tokens) if tokens else None
+
+
+def shell_commands(script: str, prefix: str) -> list[Command]:
+    """Every command line of a shell script that starts with `prefix` (e.g. "docker run"), continuation lines
+    joined, parsed like a unit's ExecStart= (the command's name is `prefix`)."""
+    found, tokens, collecting = [], [], False
+    for number, raw in enumerate(script.splitlines(), 1):
+        line = raw.strip()
+        if not collecting:
+            if not line.startswith(prefix + " "):
+                continue
+            tokens, collecting = [(prefix, number)], True
+            line = line[len(prefix):]
+        more = line.endswith("\\")
+        try:
+            words = shlex.split(line[:-1] if more else line, comments=True)
+        except ValueError:
+            words = line.split()
+        tokens += [(w, number) for w in words]
+        if not more:
+            found.append(_command(tokens))
+            collecting = False
+    return found
 
 
 def effective(unit: str, files: dict[str, str]) -> Optional[tuple[str, Command]]:
