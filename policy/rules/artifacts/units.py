@@ -39,6 +39,15 @@ class Command:
         return found[-1].line if found else self.line
 
 
+def _words(line: str, comments: bool) -> tuple[list[str], bool]:
+    """The words of one physical line, and whether it continues (a trailing backslash)."""
+    more = line.endswith("\\")
+    try:
+        return shlex.split(line[:-1] if more else line, comments=comments), more
+    except ValueError:
+        return line.split(), more
+
+
 def _tokens(text: str) -> list[tuple[str, int]]:
     """The tokens of the effective ExecStart= of [Service] (an empty `ExecStart=` resets the list, as in a
     drop-in), each with its line number."""
@@ -53,13 +62,8 @@ def _tokens(text: str) -> list[tuple[str, int]]:
             if section != "[Service]" or not line.startswith("ExecStart="):
                 continue
             line, collecting, out = line[len("ExecStart="):].lstrip("-@:+!"), True, []
-        more = line.endswith("\\")
-        try:
-            words = shlex.split(line[:-1] if more else line, comments=False)
-        except ValueError:
-            words = line.split()
+        words, collecting = _words(line, comments=False)
         out += [(w, number) for w in words]
-        collecting = more
     return out
 
 
@@ -101,11 +105,7 @@ def shell_commands(script: str, prefix: str) -> list[Command]:
                 continue
             tokens, collecting = [(prefix, number)], True
             line = line[len(prefix):]
-        more = line.endswith("\\")
-        try:
-            words = shlex.split(line[:-1] if more else line, comments=True)
-        except ValueError:
-            words = line.split()
+        words, more = _words(line, comments=True)
         tokens += [(w, number) for w in words]
         if not more:
             found.append(_command(tokens))
