@@ -350,21 +350,26 @@ def _loaded(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot load a ruleset in a private netns here: {done.stderr.strip()}")
-    out: list[tuple[str, Any, Any, Optional[str]]] = []
+    chains: dict[str, list[tuple[str, Any, Any, Optional[str]]]] = {}  # nft -j lists every chain, then every rule
     for item in json.loads(done.stdout)["nftables"]:
         if "chain" in item:
-            out.append((f"policy {item['chain'].get('policy')}", None, None, None))
+            chains[item["chain"]["name"]] = [(f"policy {item['chain'].get('policy')}", None, None, None)]
         elif "rule" in item:
+            out = chains[item["rule"]["chain"]]
             saddr = dports = proto = None
-            verdict = next((k for e in item["rule"]["expr"] for k in ("accept", "drop") if k in e), "")
+            verdict = next((k for e in item["rule"]["expr"] for k in ("accept", "drop", "jump") if k in e), "")
             for e in item["rule"]["expr"]:
                 left = e.get("match", {}).get("left", {})
                 if left.get("payload", {}).get("field") == "saddr":
                     saddr = _collapsed(_nft_values(e["match"]["right"]))
                 if left.get("payload", {}).get("field") == "dport":
                     dports, proto = sorted(_nft_values(e["match"]["right"])), left["payload"]["protocol"]
+                if left.get("meta", {}).get("key") == "l4proto":
+                    proto = e["match"]["right"]
+                if left.get("ct", {}).get("key") == "proto-dst":
+                    dports = sorted(_nft_values(e["match"]["right"]))
             out.append((verdict, saddr, dports, proto))
-    return out
+    return [entry for rules in chains.values() for entry in rules]
 
 
 def _parsed(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:

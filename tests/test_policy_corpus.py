@@ -465,8 +465,11 @@ CORPUS: list[Variant] = [
       input_edit("dev", LSC, "kubelet-server-worker-1-cert", append("allowedUses", value="cert_signing")),
       "pki-no-issued-ca", "allowedUses has cert_signing"),
     # --- stack config changes ------------------------------------------------------------------------------------
-    V("public-ports-exempt-kubelet", config_change("dev", {"publicPorts": [10250]}, FW),
-      "cluster-ports-never-public", "publicPorts lists 10250 (kubelet API)"),
+    # publicPorts: [10250] itself is refused by the configuration pass (tests/fixtures/bad_stacks/
+    # port-public-kubelet.yaml); the ruleset such a change would render is refused here.
+    V("public-ports-exempt-kubelet",
+      ruleset_edit("dev", "master-1", add_accept("ip saddr 0.0.0.0/0 tcp dport 10250 accept")),
+      "cluster-ports-never-public", "10250", also={"zone-matrix", "host-firewall-ruleset", "no-any-source-inside"}),
     V("dmz-kubelet-open-to-any",
       config_change("dev", {"firewallExtraRules": [{"hosts": ["worker-1"], "port": 10250, "protocol": "tcp",
                                                      "sources": ["0.0.0.0/0"], "purpose": "audit"}]}, FW),

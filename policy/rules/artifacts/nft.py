@@ -1,7 +1,8 @@
 """nftables rulesets as `nft -f` loads them: chains (hook, policy) and their rules, with line numbers.
 
 Understands the rule forms a host input filter uses: `ip/ip6 saddr <addr|{set}>`, `tcp/udp dport
-<port|range|{set}>`, `iifname`, `ct state`, ICMP types, a trailing `comment "..."` and the verdict.
+<port|range|{set}>` (or, for a Docker-published port, `meta l4proto tcp ct original proto-dst <port>`),
+`iifname`, `ct state`, ICMP types, a trailing `comment "..."` and the verdict.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ _POLICY = re.compile(r"\bpolicy\s+(\w+)\s*;")
 _COMMENT = re.compile(r'\s*comment\s+"([^"]*)"\s*$')
 _SADDR = re.compile(r"\bip6?\s+saddr\s+(\{[^}]*\}|\S+)")
 _DPORT = re.compile(r"\b(tcp|udp|th)\s+dport\s+(\{[^}]*\}|\S+)")
+# a Docker-published port, matched before DNAT: `meta l4proto tcp ct original proto-dst 443`
+_ORIGINAL_DPORT = re.compile(r"\bmeta\s+l4proto\s+(tcp|udp)\s+ct\s+original\s+proto-dst\s+(\{[^}]*\}|\S+)")
 _VERDICT = re.compile(r"\b(accept|drop|reject|jump|goto|return)\b")
 
 
@@ -54,7 +57,7 @@ def _rule(line: int, text: str) -> NftRule:
     comment = _COMMENT.search(text)
     body = _COMMENT.sub("", text)
     saddr = _SADDR.search(body)
-    dport = _DPORT.search(body)
+    dport = _DPORT.search(body) or _ORIGINAL_DPORT.search(body)
     verdicts = _VERDICT.findall(body)
     iif = re.search(r"\biifname\s+(\S+)", body)
     return NftRule(line, body, _set(saddr.group(1)) if saddr else None, dport.group(1) if dport else None,
