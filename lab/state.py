@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import pulumi
+
 from offline.engine.mocks import unwrap
 
 COMMAND = "command:remote:Command"
@@ -105,3 +107,29 @@ class State:
     def forget(self, urn: str) -> None:
         self.resources.pop(urn, None)
         self.outputs.pop(urn, None)
+
+
+class ReplayMocks(pulumi.runtime.Mocks):
+    """Mocks that keep provider outputs the way the engine's state does: a resource whose inputs are
+    unchanged since the last run gets its previous outputs back (the same certificates, keys and
+    passwords), instead of new ones. Without this, every program run would mint new certificates and
+    every step holding one would be replaced. Wraps the high-fidelity mocks; one instance per lab."""
+
+    def __init__(self, inner: Any = None) -> None:
+        from offline.engine.mocks import HighFidelityMocks
+
+        self.inner = inner or HighFidelityMocks()
+        self._kept: dict[tuple[str, str], tuple[str, Any, dict[str, Any]]] = {}
+
+    def new_resource(self, args: Any) -> tuple[Any, dict[str, Any]]:
+        key = (args.typ, args.name)
+        inputs = _canon(args.inputs)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == inputs:
+            return kept[1], dict(kept[2])
+        rid, state = self.inner.new_resource(args)
+        self._kept[key] = (inputs, rid, dict(state))
+        return rid, state
+
+    def call(self, args: Any) -> Any:
+        return self.inner.call(args)

@@ -1,0 +1,304 @@
+"""The lab's phases for one stack: mirror, hosts, up, second up, idempotency, change, fault, destroy.
+
+Every phase prints what ran and asserts its proof; `run(stack)` returns the LabResult (timings, the
+steps not run and why, the proofs) and raises LabFailure at the first broken proof.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from lab.apply import Engine, Executor, Report
+from lab.state import ReplayMocks, Resource, from_registrations
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "container-cloud"
+# What a host's upper dir may still hold after destroy, beyond what it held when the lab came up:
+# package caches and logs, and the lab's own session traces. Anything else is a leftover of ours.
+ALLOWED_AFTER_DESTROY = (
+    "var/lib/apt/", "var/cache/", "var/log/", "root/.ssh/", "root/.cache/", "var/tmp/systemd-",
+    "etc/ld.so.cache", "var/lib/dpkg/", "var/lib/systemd/", "run/", "tmp/",
+)
+NEW_WORKER = {"name": "worker-4", "address": "203.0.113.24", "zone": "dmz", "roles": ["worker"]}
+
+
+class LabFailure(AssertionError):
+    pass
+
+
+@dataclass
+class LabResult:
+    stack: str
+    timings: dict[str, float] = field(default_factory=dict)
+    not_run: list[tuple[str, str, str]] = field(default_factory=list)  # (host, step, reason)
+    proofs: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, Report] = field(default_factory=dict)
+
+
+def check(cond: bool, message: str) -> None:
+    if not cond:
+        raise LabFailure(message)
+
+
+@contextmanager
+def phase(result: LabResult, name: str) -> Iterator[None]:
+    print(f"\n=== {result.stack}: {name} ===", flush=True)
+    start = time.monotonic()
+    yield
+    result.timings[name] = time.monotonic() - start
+    print(f"=== {name}: {result.timings[name]:.1f}s", flush=True)
+
+
+# --- the stack, as the lab deploys it ------------------------------------------------------------
+def stack_raw(stack: str, overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The stack's settings (Pulumi.yaml defaults + stack file + overrides), keys without prefix."""
+    from offline.engine import load_stack_config
+
+    cfg = load_stack_config(stack, overrides)
+    out: dict[str, Any] = {}
+    for key, value in cfg.values.items():
+        name = key.split(":", 1)[1]
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def lab_overrides(raw: dict[str, Any], lab: Any, mirror_url: str, extra_hosts: Sequence[dict[str, Any]] = ()
+                  ) -> dict[str, Any]:
+    """The stack config as the lab deploys it: its mirror, its SSH key and each host's real host key."""
+    hosts = []
+    for host in list(raw["hosts"]) + list(extra_hosts):
+        key = lab.hosts[host["name"]].host_key
+        ssh = dict(host.get("ssh") or {}) | {"hostKey": key}
+        hosts.append(dict(host) | {"ssh": ssh})
+    return {"hosts": hosts, "artifactsMirrorUrl": mirror_url, "sshPrivateKey": lab.ssh_private_key}
+
+
+def program_resources(stack: str, overrides: dict[str, Any], mocks: Optional[ReplayMocks] = None) -> list[Resource]:
+    """The program's resources for the lab's config. Pass the lab's ReplayMocks so unchanged resources keep
+    their outputs from one program run to the next, as in the engine's state."""
+    from offline.engine import run_program
+
+    run = run_program(stack, overrides, mocks=mocks)
+    if run.error is not None:
+        raise LabFailure(f"the program failed for the lab's {stack} config: {run.error}")
+    return from_registrations(run.registrations)
+
+
+# --- proofs ------------------------------------------------------------------------------------
+def units_main_pids(lab: Any, host: str) -> dict[str, str]:
+    """MainPID of every unit our steps installed on `host`."""
+    unit_dir = lab.hosts[host].upper / "etc/systemd/system"
+    units = sorted(p.name for p in unit_dir.glob("*.service")) if unit_dir.is_dir() else []
+    pids = {}
+    for unit in units:
+        proc = lab.run(host, ["systemctl", "show", "-p", "MainPID", unit], check=False)
+        pids[unit] = proc.stdout.decode().strip() if isinstance(proc.stdout, bytes) else str(proc.stdout).strip()
+    return pids
+
+
+def snapshot_all(lab: Any) -> dict[str, dict[str, Any]]:
+    return {name: lab.snapshot(name) for name in lab.hosts}
+
+
+def changed_files(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for host, files in after.items():
+        old = before.get(host, {})
+        out += [f"{host}:{path}" for path, meta in files.items() if old.get(path) != meta]
+        out += [f"{host}:{path} (removed)" for path in old if path not in files]
+    return sorted(out)
+
+
+def leftovers(baseline: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return sorted(p for p in after if p not in baseline and not p.startswith(ALLOWED_AFTER_DESTROY))
+
+
+def etcd_proof(lab: Any, settings: Any) -> str:
+    members = [h for h in settings.etcd_hosts()]
+    host = members[0]
+    pki = "/etc/etcd/pki"
+    tls = [f"--cacert={pki}/ca.crt", f"--cert={pki}/healthcheck-client.crt", f"--key={pki}/healthcheck-client.key"]
+    endpoints = ",".join(f"https://{h.address}:2379" for h in members)
+    health = lab.run(host.name, ["etcdctl", f"--endpoints={endpoints}", *tls, "endpoint", "health"], check=False)
+    check(health.returncode == 0, f"etcd health over mTLS failed: {_text(health.stderr)}")
+    listed = lab.run(host.name, ["etcdctl", f"--endpoints=https://{host.address}:2379", *tls,
+                                 "member", "list", "-w", "json"], check=False)
+    check(listed.returncode == 0, f"etcdctl member list failed: {_text(listed.stderr)}")
+    names = sorted(m.get("name", "") for m in json.loads(_text(listed.stdout)).get("members", []))
+    want = sorted(h.name for h in members)
+    check(names == want, f"etcd members {names} != inventory {want}")
+    return f"{len(names)} members healthy over mTLS, member list = inventory {want}"
+
+
+def zone_matrix_proof(lab: Any, settings: Any) -> str:
+    probes = importlib.import_module("lab.probes")  # branch lab-hosts
+
+    dmz = [n for n, h in lab.hosts.items() if h.kind == "inventory" and h.zone != "inside"]
+    inside_cp = settings.control_plane_hosts()[0]
+    deployer = next(n for n, h in lab.hosts.items() if h.kind in ("bastion", "deployer")
+                    and (h.kind == "bastion" or not settings.ssh_bastion))
+    src = dmz[0]
+    want = {(src, inside_cp.address, p): "dropped" for p in (2379, 2380, 10250, 10257, 10259, 22)}
+    want[(src, inside_cp.address, 6443)] = "open"
+    want[(deployer, inside_cp.address, 22)] = "open"
+    got = probes.probe_matrix(lab, list(want))
+    print(probes.format_matrix(got))
+    bad = [(s, d, p, r) for s, d, p, r in got if want[(s, d, p)] != r]
+    check(not bad, f"zone matrix differs from the firewall's intent: {bad}")
+    return f"{len(got)} probes as intended ({src} -> {inside_cp.name}; SSH only from {deployer})"
+
+
+def docker_proof(lab: Any, settings: Any) -> str:
+    hosts = [h.name for h in settings.registry_hosts() + settings.rancher_hosts()]
+    for host in hosts:
+        info = lab.run(host, ["docker", "--host", "unix:///run/docker.sock", "info", "--format",
+                              "{{.ServerVersion}} {{.Driver}}"], check=False)
+        check(info.returncode == 0, f"docker info on {host}: {_text(info.stderr)}")
+    return f"dockerd answers on {hosts}"
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value or "")
+
+
+# --- the run -----------------------------------------------------------------------------------
+def _print_report(title: str, report: Report) -> None:
+    print(f"--- {title}: {report.summary()}")
+    for r in report.results:
+        if r.status != "not-run":
+            print("  " + r.line().replace("\n", "\n  "))
+
+
+def _reran(report: Report) -> list[str]:
+    return [f"{r.op} {r.host} {r.name}" for r in report.ran()]
+
+
+def _require_ok(report: Report, what: str) -> None:
+    check(not report.by_status("failed") and not report.by_status("skipped"),
+          f"{what}: failed {report.failures()}, skipped {[r.name for r in report.by_status('skipped')]}")
+
+
+def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str], None] = print) -> LabResult:
+    from components.config import parse_settings
+    lab_mirror = importlib.import_module("lab.mirror")  # branch lab-standins
+    hosts_mod = importlib.import_module("lab.hosts")  # branch lab-hosts
+    HostSpec, Lab, plan_hosts = hosts_mod.HostSpec, hosts_mod.Lab, hosts_mod.plan_hosts
+
+    result = LabResult(stack)
+    workdir = workdir or ROOT / "build" / "lab" / stack
+    workdir.mkdir(parents=True, exist_ok=True)
+    raw = stack_raw(stack)
+    settings = parse_settings({k: v for k, v in raw.items()})
+    inside = ipaddress.ip_network(settings.zones["inside"])
+    mirror_spec = HostSpec("mirror", str(inside[250]), "inside", "extra")
+    extra = [mirror_spec]
+    if stack == "dev":
+        extra.append(HostSpec(NEW_WORKER["name"], NEW_WORKER["address"], NEW_WORKER["zone"], "extra"))
+    specs = plan_hosts(settings, extra)
+    with phase(result, "mirror"):
+        mirror = lab_mirror.build(settings, workdir / "mirror")
+    users = [(settings.ssh_bastion_user, settings.ssh_bastion)] if settings.ssh_bastion else []
+    with Lab(specs, dict(settings.zones), workdir / "hosts", users=users) as lab, lab_mirror.lab_checksums(mirror):
+        with phase(result, "hosts up"):
+            lab.up()
+            url = mirror.serve(lab, "mirror")
+        baseline = snapshot_all(lab)
+        executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
+        engine = Engine(executor, log=log)
+        try:
+            _phases(result, lab, engine, stack, raw, settings, url, baseline)
+        finally:
+            executor.close()
+    return result
+
+
+def _phases(result: LabResult, lab: Any, engine: Engine, stack: str, raw: dict[str, Any], settings: Any,
+            url: str, baseline: dict[str, Any]) -> None:
+    resources = program_resources(stack, lab_overrides(raw, lab, url))
+    with phase(result, "up"):
+        report = result.reports["up"] = engine.up(resources)
+    _print_report("up", report)
+    result.not_run = [(r.host, r.name, r.reason) for r in report.by_status("not-run")]
+    _require_ok(report, "up")
+
+    with phase(result, "second up"):
+        second = result.reports["second up"] = engine.up(resources)
+    check(second.ran() == [], f"second up ran {_reran(second)}")
+    print("second up: nothing ran")
+
+    with phase(result, "idempotency"):
+        before, pids = snapshot_all(lab), {h: units_main_pids(lab, h) for h in lab.hosts}
+        again = result.reports["idempotency"] = engine.up(resources, rerun_all=True)
+        _require_ok(again, "idempotency run")
+        changed = changed_files(before, snapshot_all(lab))
+        restarted = {h: p for h in lab.hosts if (p := units_main_pids(lab, h)) != pids[h]}
+    check(not changed, f"the idempotency run rewrote files: {changed[:20]}")
+    check(not restarted, f"the idempotency run restarted services: {restarted} (before: {pids})")
+    result.proofs["idempotency"] = f"{len(again.ran())} creates re-run: no file rewritten, no service restarted"
+
+    _proofs(result, lab, settings)
+    if stack == "dev":
+        _change_and_fault(result, lab, engine, stack, raw, url)
+
+    with phase(result, "destroy"):
+        gone = result.reports["destroy"] = engine.destroy()
+    _print_report("destroy", gone)
+    _require_ok(gone, "destroy")
+    after = snapshot_all(lab)
+    left = {h: lo for h in lab.hosts if (lo := leftovers(baseline.get(h, {}), after[h]))}
+    check(not left, f"destroy left files behind: {left}")
+    result.proofs["destroy"] = f"every delete ran in reverse order; upper dirs hold only {ALLOWED_AFTER_DESTROY}"
+
+
+def _proofs(result: LabResult, lab: Any, settings: Any) -> None:
+    for name, proof in (("etcd", etcd_proof), ("zone matrix", zone_matrix_proof), ("docker", docker_proof)):
+        result.proofs[name] = proof(lab, settings)
+        print(f"proof {name}: {result.proofs[name]}")
+
+
+def _change_and_fault(result: LabResult, lab: Any, engine: Engine, stack: str, raw: dict[str, Any],
+                      url: str) -> None:
+    """Add worker-4 with one host's sshd stopped: the failure is reported by host and step; start
+    sshd, apply again: it completes. What re-ran is printed."""
+    resources = program_resources(stack, lab_overrides(raw, lab, url, [NEW_WORKER]))
+    victim = "worker-2"
+    with phase(result, "change"):
+        lab.stop_sshd(victim)
+        try:
+            first = result.reports["change (sshd down)"] = engine.up(resources)
+        finally:
+            lab.start_sshd(victim)
+        second = result.reports["change (sshd back)"] = engine.up(resources)
+    print("change, with worker-2's sshd stopped — re-ran:\n  " + "\n  ".join(_reran(first)))
+    failed_hosts = {r.host for r in first.by_status("failed")}
+    check(bool(first.by_status("failed")), "stopping worker-2's sshd made no step fail")
+    check(failed_hosts <= {lab.hosts[victim].address}, f"failures on other hosts: {first.failures()}")
+    print("fault reported: " + "; ".join(first.failures()))
+    print("change, sshd started again — re-ran:\n  " + "\n  ".join(_reran(second)))
+    _require_ok(second, "change after sshd restart")
+    third = engine.up(resources)
+    check(third.ran() == [], f"after the change, an up still ran {_reran(third)}")
+    result.proofs["change"] = f"{len(first.ran()) + len(second.ran())} steps re-ran for worker-4"
+    result.proofs["fault"] = f"reported {first.failures()}; completed after sshd restart"
+
+
+def print_summary(result: LabResult) -> None:
+    print(f"\n=== lab {result.stack}: summary")
+    for name, seconds in result.timings.items():
+        print(f"  {name:20} {seconds:6.1f}s")
+    print("  steps NOT RUN (cannot run on this machine):")
+    for host, name, reason in result.not_run:
+        print(f"    {host or '-':15} {name}: {reason}")
+    for name, proof in result.proofs.items():
+        print(f"  proof {name}: {proof}")
