@@ -29,6 +29,8 @@ BUDGET = {"dev": 180.0, "ha": 360.0}  # seconds, on the 2-core CI machine
 
 @pytest.mark.parametrize("stack", ["dev", "ha"])
 def test_lab(stack: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    for module in ("lab.hosts", "lab.probes", "lab.mirror"):  # until branches lab-hosts / lab-standins land
+        pytest.importorskip(module, reason=f"{module} is not merged into this branch yet")
     from lab.run import print_summary, run
 
     start = time.monotonic()
