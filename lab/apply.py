@@ -285,16 +285,31 @@ class Engine:
         forward = [c for c in changes if c.op != "delete"]
         blocked = self._walk(forward, report, reverse=False)
         deletes = [c for c in changes if c.op == "delete"]
-        deletes += [Change("delete-replaced", None, c.old) for c in changes
-                    if c.op == "replace" and c.old is not None and c.new is not None
-                    and c.new.urn not in blocked]
+        replaced = [c.old for c in changes if c.op == "replace" and c.old is not None and c.new is not None
+                    and c.new.urn not in blocked] + self.state.pending_deletes
+        self.state.pending_deletes = []
         if report.by_status("failed"):
-            for c in deletes:
-                report.results.append(self._result(c, "skipped", reason="the update had failures"))
+            self.state.pending_deletes = replaced
+            for c in deletes + [Change("delete-replaced", None, old) for old in replaced]:
+                report.results.append(self._result(c, "skipped", reason="the update had failures; retried next up"))
         else:
+            self._walk_replaced(replaced, report)
             self._walk(deletes, report, reverse=True)
         report.seconds = time.monotonic() - start
         return report
+
+    def _walk_replaced(self, replaced: list[Resource], report: Report) -> None:
+        """The old sides of replacements, in reverse dependency order; one URN may be pending twice
+        (an earlier failed update's and this one's): each is its own delete."""
+        while replaced:
+            batch: list[Resource] = []
+            rest: list[Resource] = []
+            seen: set[str] = set()
+            for old in replaced:
+                (rest if old.urn in seen else batch).append(old)
+                seen.add(old.urn)
+            self._walk([Change("delete-replaced", None, old) for old in batch], report, reverse=True)
+            replaced = rest
 
     def destroy(self) -> Report:
         start = time.monotonic()

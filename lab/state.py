@@ -99,6 +99,9 @@ class State:
     def __init__(self) -> None:
         self.resources: dict[str, Resource] = {}
         self.outputs: dict[str, tuple[str, str]] = {}
+        # old sides of replacements whose delete has not run yet (the engine keeps them as
+        # `delete: true` entries in its state and deletes them in a later update)
+        self.pending_deletes: list[Resource] = []
 
     def record(self, res: Resource, stdout: str = "", stderr: str = "") -> None:
         self.resources[res.urn] = res

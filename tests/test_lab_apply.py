@@ -229,3 +229,30 @@ def test_steps_that_cannot_run_here_are_reported_with_their_dependents(sshd: dic
     assert set(not_run) == {"worker-1-node", "after-node", "ns"}
     assert "API server" in not_run["worker-1-node"] and "worker-1-node" in not_run["after-node"]
     assert [r.name for r in report.by_status("ok")] == ["other"]
+
+
+def test_old_delete_of_a_replacement_waits_for_an_update_without_failures(sshd: dict[str, Any], tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    conn = sshd["conn"]
+
+    def build(version: str, broken: bool) -> list[Resource]:
+        return [
+            _cmd("r", _logger(log, f"r-create-{version}"), triggers=[version],
+                 delete=_logger(log, f"r-delete-{version}"), conn=conn),
+            _cmd("x", "exit 1" if broken else _logger(log, "x-create"), conn=conn),
+        ]
+
+    engine = _engine()
+    engine.up(build("1", broken=False))
+    log.write_text("")
+    failed = engine.up(build("2", broken=True))
+    assert failed.failures() == ["127.0.0.1: x (exit 1)"]
+    assert _lines(log) == ["r-create-2"]  # the new create ran; the old delete waits
+    assert [(r.op, r.name) for r in failed.by_status("skipped")] == [("delete-replaced", "r")]
+    log.write_text("")
+    fixed = engine.up(build("2", broken=False))
+    assert fixed.ok
+    # x is back to the inputs its failed update left in the state: nothing to do; the pending old delete
+    # of r runs, with the old command
+    assert _lines(log) == ["r-delete-1"]
+    assert [(r.op, r.name) for r in fixed.ran()] == [("delete-replaced", "r")]
