@@ -107,8 +107,13 @@ def units_main_pids(lab: Any, host: str) -> dict[str, str]:
     return pids
 
 
+def host_names(lab: Any) -> list[str]:
+    """Hosts with a root of their own (every lab host but the deployer)."""
+    return [name for name, h in lab.hosts.items() if h.kind != "deployer"]
+
+
 def snapshot_all(lab: Any) -> dict[str, dict[str, Any]]:
-    return {name: lab.snapshot(name) for name in lab.hosts}
+    return {name: lab.snapshot(name) for name in host_names(lab)}
 
 
 def changed_files(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[str]:
@@ -125,7 +130,7 @@ def leftovers(baseline: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def etcd_proof(lab: Any, settings: Any) -> str:
-    members = [h for h in settings.etcd_hosts()]
+    members = [h for h in settings.etcd_hosts]
     host = members[0]
     pki = "/etc/etcd/pki"
     tls = [f"--cacert={pki}/ca.crt", f"--cert={pki}/healthcheck-client.crt", f"--key={pki}/healthcheck-client.key"]
@@ -141,26 +146,35 @@ def etcd_proof(lab: Any, settings: Any) -> str:
     return f"{len(names)} members healthy over mTLS, member list = inventory {want}"
 
 
+def zone_matrix_intent(lab: Any, settings: Any) -> dict[tuple[str, str, int], str]:
+    """(src host, dst address, port) -> the result the firewall intends: DMZ -> INSIDE control plane
+    2379, 2380, 10250, 10257, 10259 and 22 dropped, 6443 open; SSH to every inventory host open only from
+    the bastion (when one is set) or the deployer, dropped from the other one."""
+    cp = settings.control_plane_hosts[0]
+    dmz = next(h.name for h in settings.hosts if h.zone != "inside")
+    want = {(dmz, cp.address, port): "dropped" for port in (2379, 2380, 10250, 10257, 10259, 22)}
+    want[(dmz, cp.address, 6443)] = "open"
+    kinds = {h.kind: name for name, h in lab.hosts.items()}
+    ssh_from = kinds["bastion"] if settings.ssh_bastion else kinds["deployer"]
+    for host in settings.hosts:
+        want[(ssh_from, host.address, settings.ssh_port_for(host))] = "open"
+        if settings.ssh_bastion:
+            want[(kinds["deployer"], host.address, settings.ssh_port_for(host))] = "dropped"
+    return want
+
+
 def zone_matrix_proof(lab: Any, settings: Any) -> str:
     probes = importlib.import_module("lab.probes")  # branch lab-hosts
-
-    dmz = [n for n, h in lab.hosts.items() if h.kind == "inventory" and h.zone != "inside"]
-    inside_cp = settings.control_plane_hosts()[0]
-    deployer = next(n for n, h in lab.hosts.items() if h.kind in ("bastion", "deployer")
-                    and (h.kind == "bastion" or not settings.ssh_bastion))
-    src = dmz[0]
-    want = {(src, inside_cp.address, p): "dropped" for p in (2379, 2380, 10250, 10257, 10259, 22)}
-    want[(src, inside_cp.address, 6443)] = "open"
-    want[(deployer, inside_cp.address, 22)] = "open"
+    want = zone_matrix_intent(lab, settings)
     got = probes.probe_matrix(lab, list(want))
-    print(probes.format_matrix(got))
+    print(probes.format_matrix(got, probes.address_names(lab)))
     bad = [(s, d, p, r) for s, d, p, r in got if want[(s, d, p)] != r]
     check(not bad, f"zone matrix differs from the firewall's intent: {bad}")
-    return f"{len(got)} probes as intended ({src} -> {inside_cp.name}; SSH only from {deployer})"
+    return f"{len(got)} probes as intended (DMZ -> control plane, SSH only from the deployer or bastion)"
 
 
 def docker_proof(lab: Any, settings: Any) -> str:
-    hosts = [h.name for h in settings.registry_hosts() + settings.rancher_hosts()]
+    hosts = [h.name for h in settings.registry_hosts + settings.rancher_hosts]
     for host in hosts:
         info = lab.run(host, ["docker", "--host", "unix:///run/docker.sock", "info", "--format",
                               "{{.ServerVersion}} {{.Driver}}"], check=False)
@@ -189,7 +203,9 @@ def _require_ok(report: Report, what: str) -> None:
           f"{what}: failed {report.failures()}, skipped {[r.name for r in report.by_status('skipped')]}")
 
 
-def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str], None] = print) -> LabResult:
+def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str], None] = print,
+        hide: Any = True) -> LabResult:
+    """`hide`: the lab/bare.py groups of tools hidden in the hosts (True: all, as on a fresh Debian)."""
     from components.config import parse_settings
     lab_mirror = importlib.import_module("lab.mirror")  # branch lab-standins
     hosts_mod = importlib.import_module("lab.hosts")  # branch lab-hosts
@@ -208,8 +224,8 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
     specs = plan_hosts(settings, extra)
     with phase(result, "mirror"):
         mirror = lab_mirror.build(settings, workdir / "mirror")
-    users = [(settings.ssh_bastion_user, settings.ssh_bastion)] if settings.ssh_bastion else []
-    with Lab(specs, dict(settings.zones), workdir / "hosts", users=users) as lab, lab_mirror.lab_checksums(mirror):
+    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=hosts_mod.plan_users(settings))
+    try:
         with phase(result, "hosts up"):
             lab.up()
             url = mirror.serve(lab, "mirror")
@@ -217,9 +233,13 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
         engine = Engine(executor, log=log)
         try:
-            _phases(result, lab, engine, stack, raw, settings, url, baseline)
+            with lab_mirror.lab_checksums(mirror):
+                _phases(result, lab, engine, stack, raw, settings, url, baseline)
         finally:
             executor.close()
+    finally:
+        with phase(result, "hosts down"):
+            lab.down()
     return result
 
 
@@ -238,11 +258,11 @@ def _phases(result: LabResult, lab: Any, engine: Engine, stack: str, raw: dict[s
     print("second up: nothing ran")
 
     with phase(result, "idempotency"):
-        before, pids = snapshot_all(lab), {h: units_main_pids(lab, h) for h in lab.hosts}
+        before, pids = snapshot_all(lab), {h: units_main_pids(lab, h) for h in host_names(lab)}
         again = result.reports["idempotency"] = engine.up(resources, rerun_all=True)
         _require_ok(again, "idempotency run")
         changed = changed_files(before, snapshot_all(lab))
-        restarted = {h: p for h in lab.hosts if (p := units_main_pids(lab, h)) != pids[h]}
+        restarted = {h: p for h in host_names(lab) if (p := units_main_pids(lab, h)) != pids[h]}
     check(not changed, f"the idempotency run rewrote files: {changed[:20]}")
     check(not restarted, f"the idempotency run restarted services: {restarted} (before: {pids})")
     result.proofs["idempotency"] = f"{len(again.ran())} creates re-run: no file rewritten, no service restarted"
@@ -256,7 +276,7 @@ def _phases(result: LabResult, lab: Any, engine: Engine, stack: str, raw: dict[s
     _print_report("destroy", gone)
     _require_ok(gone, "destroy")
     after = snapshot_all(lab)
-    left = {h: lo for h in lab.hosts if (lo := leftovers(baseline.get(h, {}), after[h]))}
+    left = {h: lo for h in host_names(lab) if (lo := leftovers(baseline.get(h, {}), after[h]))}
     check(not left, f"destroy left files behind: {left}")
     result.proofs["destroy"] = f"every delete ran in reverse order; upper dirs hold only {ALLOWED_AFTER_DESTROY}"
 
