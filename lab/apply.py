@@ -330,14 +330,19 @@ class Engine:
         pending = set(by_urn)
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
             while pending or running:
-                for urn in sorted(pending):
-                    bad = [d for d in waits[urn] if d in blocked]
-                    if bad:
-                        pending.discard(urn)
-                        self._block(by_urn[urn], blocked, bad[0], report)
-                    elif all(d in done for d in waits[urn]):
-                        pending.discard(urn)
-                        self._start(by_urn[urn], pool, running, done, blocked, report)
+                progress = True
+                while progress:  # steps settled at once (no remote side) can unblock others: scan again
+                    progress = False
+                    for urn in sorted(pending):
+                        bad = [d for d in waits[urn] if d in blocked]
+                        if bad:
+                            pending.discard(urn)
+                            self._block(by_urn[urn], blocked, bad[0], report)
+                            progress = True
+                        elif all(d in done for d in waits[urn]):
+                            pending.discard(urn)
+                            self._start(by_urn[urn], pool, running, done, blocked, report)
+                            progress = True
                 if not running:
                     if pending:  # a cycle or a wait on something outside the run: cannot happen
                         raise RuntimeError(f"no step can start: {sorted(pending)[:3]}")
