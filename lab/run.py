@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+import yaml
 
 from lab.apply import Engine, Executor, Report
 from lab.state import ReplayMocks, Resource, from_registrations
@@ -209,6 +212,55 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value or "")
 
 
+def serve_mirror(lab: Any, root: Path, serve_command: Callable[[Path, str, int], list[str]]
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    """The mirror host serves `root` over HTTP: a server on the machine's filesystem, in the mirror
+    host's network namespace (as the deployer's ssh client is)."""
+    host = lab.hosts["mirror"]
+    argv = ["nsenter", f"--net=/run/netns/{host.netns}", "--", *serve_command(root, host.address, 80)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://{host.address}"
+    probe = ["curl", "-fsS", "-o", "/dev/null", "--retry", "20", "--retry-connrefused", "--retry-delay", "0",
+             f"{url}/MANIFEST.json"]
+    done = lab.deployer(probe, timeout=30)
+    check(done.returncode == 0, f"the mirror does not answer at {url}: {_text(done.stderr)}")
+    return server, url
+
+
+def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, checksums: Path) -> str:
+    """A separate mini-run: one digest of the lab checksums pointed at a wrong value; the fetch step of
+    one worker must refuse the file (exit non-zero, digest mismatch) and install nothing."""
+    lab_mirror = importlib.import_module("lab.mirror")  # branch lab-standins
+    doc = yaml.safe_load(checksums.read_text())
+    file = next(iter(doc["containerd"].values()))
+    name = next(iter(file))
+    file[name] = "sha256:" + "0" * 64
+    wrong = checksums.with_name("lab-checksums-wrong.yaml")
+    wrong.write_text(yaml.safe_dump(doc))
+    host = "worker-1"
+    with lab_mirror.lab_checksums(wrong):
+        step = next(r for r in program_resources(stack, lab_overrides(raw, lab, url)) if r.name == f"{host}-runtime")
+    before = lab.snapshot(host)
+    executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
+    try:
+        report = Engine(executor, log=print).up([step])
+    finally:
+        executor.close()
+    failed = report.by_status("failed")
+    check(len(failed) == 1 and "digest mismatch" in failed[0].stderr,
+          f"the fetch step did not refuse a wrong digest: {[r.line() for r in report.results]}")
+    after = lab.snapshot(host)
+    touched = [p for p in changed_files({host: before}, {host: after})
+               if after.get(p.split(":", 1)[1], ("",))[-1] != "dir"]
+    check(not touched, f"the refused fetch changed files on {host}: {touched}")
+    return f"{host}-runtime refused {name} (wrong sha256): '{_tail_line(failed[0].stderr)}'; no file written"
+
+
+def _tail_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 # --- the run -----------------------------------------------------------------------------------
 def _print_report(title: str, report: Report) -> None:
     print(f"--- {title}: {report.summary()}")
@@ -246,21 +298,28 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         extra.append(HostSpec(NEW_WORKER["name"], NEW_WORKER["address"], NEW_WORKER["zone"], "extra"))
     specs = plan_hosts(settings, extra)
     with phase(result, "mirror"):
-        mirror = lab_mirror.build(settings, workdir / "mirror")
+        mirror = lab_mirror.build_mirror(settings)
     lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=hosts_mod.plan_users(settings))
+    server: Optional[subprocess.Popen[bytes]] = None
     try:
         with phase(result, "hosts up"):
             lab.up()
-            url = mirror.serve(lab, "mirror")
+            server, url = serve_mirror(lab, mirror.root, lab_mirror.serve_command)
         baseline = snapshot_all(lab)
         executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
         engine = Engine(executor, log=log)
         try:
-            with lab_mirror.lab_checksums(mirror):
+            with lab_mirror.lab_checksums(mirror.checksums):
                 _phases(result, lab, engine, stack, raw, settings, url, baseline)
+                if stack == "dev":
+                    result.proofs["wrong digest"] = wrong_digest_proof(lab, stack, raw, url, mirror.checksums)
+                    print(f"proof wrong digest: {result.proofs['wrong digest']}")
         finally:
             executor.close()
     finally:
+        if server is not None:
+            server.kill()
+            server.wait()
         with phase(result, "hosts down"):
             lab.down()
     return result
