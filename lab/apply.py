@@ -35,10 +35,10 @@ from lab.state import COMMAND, COPY, Change, Resource, State, diff
 ROOT = Path(__file__).resolve().parents[1]
 
 # (argv, stdin, timeout) -> completed process; in the lab: Lab.deployer
-Transport = Callable[[Sequence[str], Optional[bytes], float], "subprocess.CompletedProcess[bytes]"]
+Transport = Callable[[list[str], Optional[bytes], float], "subprocess.CompletedProcess[bytes]"]
 
 
-def local_transport(argv: Sequence[str], stdin: Optional[bytes], timeout: float) -> subprocess.CompletedProcess[bytes]:
+def local_transport(argv: list[str], stdin: Optional[bytes], timeout: float) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(list(argv), input=stdin if stdin is not None else b"", capture_output=True,
                           timeout=timeout, check=False)
 

@@ -6,7 +6,6 @@ steps not run and why, the proofs) and raises LabFailure at the first broken pro
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import json
 import subprocess
@@ -19,7 +18,10 @@ from typing import Any, Optional
 
 import yaml
 
+from lab import mirror as lab_mirror
+from lab import probes
 from lab.apply import Engine, Executor, Report
+from lab.hosts import HostSpec, Lab, plan_hosts, plan_users
 from lab.state import ReplayMocks, Resource, from_registrations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +33,7 @@ ALLOWED_AFTER_DESTROY = (
     "etc/ld.so.cache", "var/lib/dpkg/", "var/lib/systemd/", "run/", "tmp/",
     "root/.pyenv/",  # the machine's shell profile (pyenv) touches its shims dir at every SSH login
 )
-NEW_WORKER = {"name": "worker-4", "address": "203.0.113.24", "zone": "dmz", "roles": ["worker"]}
+NEW_WORKER: dict[str, Any] = {"name": "worker-4", "address": "203.0.113.24", "zone": "dmz", "roles": ["worker"]}
 
 
 class LabFailure(AssertionError):
@@ -190,7 +192,6 @@ def zone_matrix_intent(lab: Any, settings: Any) -> dict[tuple[str, str, int], st
 
 
 def zone_matrix_proof(lab: Any, settings: Any) -> str:
-    probes = importlib.import_module("lab.probes")  # branch lab-hosts
     want = zone_matrix_intent(lab, settings)
     got = probes.probe_matrix(lab, list(want))
     print(probes.format_matrix(got, probes.address_names(lab)))
@@ -230,7 +231,6 @@ def serve_mirror(lab: Any, root: Path, serve_command: Callable[[Path, str, int],
 def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, checksums: Path) -> str:
     """A separate mini-run: one digest of the lab checksums pointed at a wrong value; the fetch step of
     one worker must refuse the file (exit non-zero, digest mismatch) and install nothing."""
-    lab_mirror = importlib.import_module("lab.mirror")  # branch lab-standins
     doc = yaml.safe_load(checksums.read_text())
     file = next(iter(doc["containerd"].values()))
     name = next(iter(file))
@@ -282,9 +282,6 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         hide: Any = True) -> LabResult:
     """`hide`: the lab/bare.py groups of tools hidden in the hosts (True: all, as on a fresh Debian)."""
     from components.config import parse_settings
-    lab_mirror = importlib.import_module("lab.mirror")  # branch lab-standins
-    hosts_mod = importlib.import_module("lab.hosts")  # branch lab-hosts
-    HostSpec, Lab, plan_hosts = hosts_mod.HostSpec, hosts_mod.Lab, hosts_mod.plan_hosts
 
     result = LabResult(stack)
     workdir = workdir or ROOT / "build" / "lab" / stack
@@ -295,11 +292,11 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
     mirror_spec = HostSpec("mirror", str(inside[250]), "inside", "extra")
     extra = [mirror_spec]
     if stack == "dev":
-        extra.append(HostSpec(NEW_WORKER["name"], NEW_WORKER["address"], NEW_WORKER["zone"], "extra"))
+        extra.append(HostSpec(str(NEW_WORKER["name"]), str(NEW_WORKER["address"]), str(NEW_WORKER["zone"]), "extra"))
     specs = plan_hosts(settings, extra)
     with phase(result, "mirror"):
         mirror = lab_mirror.build_mirror(settings)
-    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=hosts_mod.plan_users(settings))
+    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings))
     server: Optional[subprocess.Popen[bytes]] = None
     try:
         with phase(result, "hosts up"):
