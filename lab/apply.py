@@ -87,12 +87,21 @@ class StepResult:
         if self.reason:
             head += f"  ({self.reason})"
         if self.status == "failed":
-            head += "\n" + _indent(_tail(self.stderr or self.stdout, 12))
+            head += "\n" + _indent(_tail(_quiet(self.stderr) or _quiet(self.stdout), 12))
         return head
 
 
 def _tail(text: str, lines: int) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# Noise of the lab's systemctl stand-in (Debian's `systemctl` re-implementation) reading the machine's
+# own unit files: left out of failure excerpts, kept in the recorded output.
+_NOISE = ("Executable path is not absolute", "a .service file without [Service] section")
+
+
+def _quiet(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not any(n in line for n in _NOISE))
 
 
 def _indent(text: str) -> str:
@@ -400,7 +409,7 @@ class Engine:
         if status == "ok":
             self._settle(change, out, err)
         return StepResult(change.op, res.name, res.host, res.urn, status, proc.returncode, elapsed,
-                          _tail(out, 20), _tail(err, 20))
+                          _tail(out, 200), _tail(err, 200))
 
     def _remote(self, change: Change) -> subprocess.CompletedProcess[bytes]:
         res = change.resource
