@@ -33,6 +33,9 @@ ALLOWED_AFTER_DESTROY = (
     "etc/ld.so.cache", "var/lib/dpkg/", "var/lib/systemd/", "run/", "tmp/",
     "root/.pyenv/",  # the machine's shell profile (pyenv) touches its shims dir at every SSH login
 )
+# What running daemons write by themselves (not a step rewriting a file): left out of the idempotency check.
+RUNTIME_DATA = ("var/log/", "var/lib/etcd/member/", "var/lib/containerd/", "var/lib/docker/", "run/", "tmp/")
+BINARY_DIRS = ("usr/local/bin/", "usr/local/sbin/", "usr/bin/", "usr/sbin/", "opt/")
 NEW_WORKER: dict[str, Any] = {"name": "worker-4", "address": "203.0.113.24", "zone": "dmz", "roles": ["worker"]}
 
 
@@ -47,6 +50,7 @@ class LabResult:
     not_run: list[tuple[str, str, str]] = field(default_factory=list)  # (host, step, reason)
     proofs: dict[str, str] = field(default_factory=dict)
     reports: dict[str, Report] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 def check(cond: bool, message: str) -> None:
@@ -250,10 +254,13 @@ def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, chec
     check(len(failed) == 1 and "digest mismatch" in failed[0].stderr,
           f"the fetch step did not refuse a wrong digest: {[r.line() for r in report.results]}")
     after = lab.snapshot(host)
-    touched = [p for p in changed_files({host: before}, {host: after})
+    written = [p for p in changed_files({host: before}, {host: after})
                if after.get(p.split(":", 1)[1], ("",))[-1] != "dir"]
-    check(not touched, f"the refused fetch changed files on {host}: {touched}")
-    return f"{host}-runtime refused {name} (wrong sha256): '{_tail_line(failed[0].stderr)}'; no file written"
+    installed = [p for p in written if p.split(":", 1)[1].startswith(BINARY_DIRS)]
+    check(not installed, f"the refused fetch installed binaries on {host}: {installed}")
+    note = f" (config files it wrote before fetching: {len(written)})" if written else ""
+    return (f"{host}-runtime refused {name} (wrong sha256): '{_tail_line(failed[0].stderr)}'; "
+            f"no binary installed{note}")
 
 
 def _tail_line(text: str) -> str:
@@ -307,10 +314,10 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         engine = Engine(executor, log=log)
         try:
             with lab_mirror.lab_checksums(mirror.checksums):
-                _phases(result, lab, engine, stack, raw, settings, url, baseline)
+                ctx = Ctx(result, lab, engine, stack, raw, settings, url)
+                _phases(ctx, baseline)
                 if stack == "dev":
-                    result.proofs["wrong digest"] = wrong_digest_proof(lab, stack, raw, url, mirror.checksums)
-                    print(f"proof wrong digest: {result.proofs['wrong digest']}")
+                    ctx.soft("wrong digest", lambda: wrong_digest_proof(lab, stack, raw, url, mirror.checksums))
         finally:
             executor.close()
     finally:
@@ -319,58 +326,107 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
             server.wait()
         with phase(result, "hosts down"):
             lab.down()
+    if result.problems:
+        print_summary(result)
+        raise LabFailure("\n  ".join(["the lab found problems:"] + result.problems))
     return result
 
 
-def _phases(result: LabResult, lab: Any, engine: Engine, stack: str, raw: dict[str, Any], settings: Any,
-            url: str, baseline: dict[str, Any]) -> None:
-    resources = program_resources(stack, lab_overrides(raw, lab, url))
+@dataclass
+class Ctx:
+    """One lab run: what every phase needs."""
+
+    result: LabResult
+    lab: Any
+    engine: Engine
+    stack: str
+    raw: dict[str, Any]
+    settings: Any
+    url: str
+    mocks: ReplayMocks = field(default_factory=ReplayMocks)
+    excluded: set[str] = field(default_factory=set)  # step names left out after they failed in `up`
+
+    def resources(self, extra_hosts: Sequence[dict[str, Any]] = ()) -> list[Resource]:
+        res = program_resources(self.stack, lab_overrides(self.raw, self.lab, self.url, extra_hosts), self.mocks)
+        return [r for r in res if r.name not in self.excluded]
+
+    def soft(self, name: str, proof: Callable[[], str]) -> None:
+        """Run a proof; a broken one is recorded (the lab fails at the end) and the next phases go on."""
+        try:
+            self.result.proofs[name] = proof()
+            print(f"proof {name}: {self.result.proofs[name]}")
+        except LabFailure as err:
+            self.result.problems.append(f"{name}: {err}")
+            print(f"PROOF FAILED {name}: {err}")
+
+
+def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
+    result, lab, engine = ctx.result, ctx.lab, ctx.engine
+    resources = ctx.resources()
     with phase(result, "up"):
         report = result.reports["up"] = engine.up(resources)
     _print_report("up", report)
     result.not_run = [(r.host, r.name, r.reason) for r in report.by_status("not-run")]
-    _require_ok(report, "up")
+    broken = report.by_status("failed") + report.by_status("skipped")
+    if broken:
+        ctx.excluded = {r.name for r in broken}
+        result.problems.append(f"up: failed {report.failures()}, so not run: "
+                               f"{sorted(r.name for r in report.by_status('skipped'))}")
+        print(f"UP FAILED: {result.problems[-1]}\nthese steps are left out of the next phases: {sorted(ctx.excluded)}")
+        resources = ctx.resources()
+        engine.state.pending_deletes = []
 
     with phase(result, "second up"):
         second = result.reports["second up"] = engine.up(resources)
-    check(second.ran() == [], f"second up ran {_reran(second)}")
-    print("second up: nothing ran")
+    ctx.soft("second up", lambda: _nothing_ran(second, "second up"))
 
     with phase(result, "idempotency"):
         before, pids = snapshot_all(lab), {h: units_main_pids(lab, h) for h in host_names(lab)}
         again = result.reports["idempotency"] = engine.up(resources, rerun_all=True)
-        _require_ok(again, "idempotency run")
-        changed = changed_files(before, snapshot_all(lab))
-        restarted = {h: p for h in host_names(lab) if (p := units_main_pids(lab, h)) != pids[h]}
-    check(not changed, f"the idempotency run rewrote files: {changed[:20]}")
-    check(not restarted, f"the idempotency run restarted services: {restarted} (before: {pids})")
-    result.proofs["idempotency"] = f"{len(again.ran())} creates re-run: no file rewritten, no service restarted"
+        after, pids_after = snapshot_all(lab), {h: units_main_pids(lab, h) for h in host_names(lab)}
+    ctx.soft("idempotency", lambda: _idempotent(again, before, after, pids, pids_after))
 
-    _proofs(result, lab, settings)
-    if stack == "dev":
-        _change_and_fault(result, lab, engine, stack, raw, url)
+    ctx.soft("etcd", lambda: etcd_proof(lab, ctx.settings))
+    ctx.soft("zone matrix", lambda: zone_matrix_proof(lab, ctx.settings))
+    ctx.soft("docker", lambda: docker_proof(lab, ctx.settings))
+    if ctx.stack == "dev":
+        ctx.soft("change and fault", lambda: _change_and_fault(ctx))
 
     with phase(result, "destroy"):
         gone = result.reports["destroy"] = engine.destroy()
     _print_report("destroy", gone)
+    ctx.soft("destroy", lambda: _destroyed(lab, gone, baseline))
+
+
+def _nothing_ran(report: Report, what: str) -> str:
+    check(report.ran() == [], f"{what} ran {_reran(report)}")
+    return "nothing ran"
+
+
+def _idempotent(again: Report, before: dict[str, Any], after: dict[str, Any], pids: dict[str, Any],
+                pids_after: dict[str, Any]) -> str:
+    _require_ok(again, "idempotency run")
+    changed = [c for c in changed_files(before, after) if not c.split(":", 1)[1].startswith(RUNTIME_DATA)]
+    check(not changed, f"the idempotency run rewrote files: {changed[:20]}")
+    restarted = {h: (pids[h], p) for h, p in pids_after.items() if p != pids.get(h)}
+    check(not restarted, f"the idempotency run restarted services: {restarted}")
+    units = sum(len(p) for p in pids.values())
+    return f"{len(again.ran())} creates re-run: no file rewritten, none of {units} units restarted"
+
+
+def _destroyed(lab: Any, gone: Report, baseline: dict[str, Any]) -> str:
     _require_ok(gone, "destroy")
     after = snapshot_all(lab)
     left = {h: lo for h in host_names(lab) if (lo := leftovers(baseline.get(h, {}), after[h]))}
     check(not left, f"destroy left files behind: {left}")
-    result.proofs["destroy"] = f"every delete ran in reverse order; upper dirs hold only {ALLOWED_AFTER_DESTROY}"
+    return f"{len(gone.ran())} deletes in reverse order; upper dirs hold nothing new but {ALLOWED_AFTER_DESTROY}"
 
 
-def _proofs(result: LabResult, lab: Any, settings: Any) -> None:
-    for name, proof in (("etcd", etcd_proof), ("zone matrix", zone_matrix_proof), ("docker", docker_proof)):
-        result.proofs[name] = proof(lab, settings)
-        print(f"proof {name}: {result.proofs[name]}")
-
-
-def _change_and_fault(result: LabResult, lab: Any, engine: Engine, stack: str, raw: dict[str, Any],
-                      url: str) -> None:
+def _change_and_fault(ctx: Ctx) -> str:
     """Add worker-4 with one host's sshd stopped: the failure is reported by host and step; start
     sshd, apply again: it completes. What re-ran is printed."""
-    resources = program_resources(stack, lab_overrides(raw, lab, url, [NEW_WORKER]))
+    result, lab, engine = ctx.result, ctx.lab, ctx.engine
+    resources = ctx.resources([NEW_WORKER])
     victim = "worker-2"
     with phase(result, "change"):
         lab.stop_sshd(victim)
@@ -386,10 +442,9 @@ def _change_and_fault(result: LabResult, lab: Any, engine: Engine, stack: str, r
     print("fault reported: " + "; ".join(first.failures()))
     print("change, sshd started again — re-ran:\n  " + "\n  ".join(_reran(second)))
     _require_ok(second, "change after sshd restart")
-    third = engine.up(resources)
-    check(third.ran() == [], f"after the change, an up still ran {_reran(third)}")
-    result.proofs["change"] = f"{len(first.ran()) + len(second.ran())} steps re-ran for worker-4"
+    _nothing_ran(engine.up(resources), "an up after the change")
     result.proofs["fault"] = f"reported {first.failures()}; completed after sshd restart"
+    return f"{len(first.ran()) + len(second.ran())} steps ran for worker-4 (listed above)"
 
 
 def print_summary(result: LabResult) -> None:
@@ -401,3 +456,5 @@ def print_summary(result: LabResult) -> None:
         print(f"    {host or '-':15} {name}: {reason}")
     for name, proof in result.proofs.items():
         print(f"  proof {name}: {proof}")
+    for problem in result.problems:
+        print(f"  PROBLEM {problem}")
