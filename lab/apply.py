@@ -54,6 +54,7 @@ NOT_RUNNABLE: tuple[tuple[str, str], ...] = (
     ("*-harbor-images", "pushes the image mirror into a running Harbor"),
     ("*-rancher", "runs the Rancher server image, which cannot be fetched here"),
     ("*-rancher-import", "imports the cluster into a running Rancher through a real API server"),
+    ("*-registry-storage", "mounts the shared NFS export (registrySharedStorage); the lab runs no NFS server"),
 )
 
 
