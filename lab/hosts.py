@@ -81,19 +81,22 @@ def _zone_of(address: str, zones: dict[str, str]) -> str:
 
 
 def _deployer_address(settings: Settings, taken: set[str]) -> str:
+    """The first `sshAllowedFrom` address; else (SSH only through the bastion) `.5` of the bastion's zone —
+    where dev's sshAllowedFrom puts it — or the next free address after it."""
     if settings.ssh_allowed_from:
         net = ipaddress.ip_network(settings.ssh_allowed_from[0], strict=False)
         if net.num_addresses == 1:
             return str(net.network_address)
     else:
-        net = ipaddress.ip_network(next(iter(settings.zones.values())))
-    return next(str(a) for a in list(net.hosts())[1:] if str(a) not in taken)
+        zone = _zone_of(settings.ssh_bastion, settings.zones) if settings.ssh_bastion else OUTSIDE
+        net = ipaddress.ip_network(settings.zones.get(zone) or next(iter(settings.zones.values())))
+    return next(str(a) for a in list(net.hosts())[4:] if str(a) not in taken)
 
 
 def plan_hosts(settings: Settings, extra: Sequence[HostSpec] = ()) -> list[HostSpec]:
     """The inventory, the deployer, the bastion and load balancers of the stack, then `extra`."""
     specs = [HostSpec(h.name, h.address, h.zone, "inventory", settings.ssh_port_for(h)) for h in settings.hosts]
-    taken = {s.address for s in specs} | {s.address for s in extra}
+    taken = {s.address for s in specs} | {s.address for s in extra} | {settings.ssh_bastion}
     dep = _deployer_address(settings, taken)
     specs.append(HostSpec("deployer", dep, _zone_of(dep, settings.zones), "deployer"))
     if settings.ssh_bastion:
@@ -431,6 +434,7 @@ def _kill_netns_processes(paths: Sequence[str]) -> None:
             inodes.add((st.st_dev, st.st_ino))
     if not inodes:
         return
+    killed = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -438,3 +442,6 @@ def _kill_netns_processes(paths: Sequence[str]) -> None:
             st = os.stat(entry / "ns" / "net")
             if (st.st_dev, st.st_ino) in inodes:
                 os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(entry)
+    with contextlib.suppress(RuntimeError):  # a zombie whose parent is slow to reap holds no namespace
+        _wait(lambda: not any(p.exists() for p in killed), 5, "killed processes still present")
