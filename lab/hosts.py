@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -255,7 +256,7 @@ class Lab:
     def _in_cgroups(host: LabHost, argv: list[str]) -> list[str]:
         """argv run by a shell that first moves itself into the host's cgroups (then execs)."""
         joins = "; ".join(f"echo 0 > {shlex.quote(str(c / 'cgroup.procs'))}" for c in host.cgroups)
-        return ["/bin/sh", "-c", f'{joins}; exec "$@"', "sh", *argv]
+        return ["/bin/sh", "-ec", f'{joins}; exec "$@"', "sh", *argv]
 
     def _wait_listening(self, hosts: Sequence[LabHost], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -352,7 +353,9 @@ class Lab:
     def deployer(self, argv: list[str], input: bytes | None = None, timeout: float = 600,
                  check: bool = False) -> subprocess.CompletedProcess[bytes]:
         """argv in the deployer's network namespace, on the machine's filesystem (its ssh client)."""
-        dep = next(h for h in self.hosts.values() if h.kind == "deployer")
+        dep = next((h for h in self.hosts.values() if h.kind == "deployer"), None)
+        if dep is None:
+            raise ValueError("this lab has no host of kind 'deployer'")
         done = subprocess.run(["nsenter", f"--net=/run/netns/{dep.netns}", "--", *argv], input=input,
                               capture_output=True, timeout=timeout)
         if check and done.returncode != 0:
@@ -383,6 +386,21 @@ class Lab:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+
+
+def unavailable_reason() -> str | None:
+    """Why the lab cannot run here (None when it can): tests print it when they skip."""
+    if os.geteuid() != 0:
+        return "the host lab needs root"
+    for tool in ("ip", "nsenter", "unshare", "ssh", "ssh-keygen", "nft", "/usr/sbin/sshd", "/usr/bin/python3"):
+        if not shutil.which(tool):
+            return f"{tool} missing"
+    name = f"cc-check-{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"network namespaces unavailable: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
 
 
 def _preflight(workdir: Path) -> None:

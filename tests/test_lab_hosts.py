@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from components.config import Settings, parse_settings
 from lab import bare
-from lab.hosts import HostSpec, Lab, plan_hosts, plan_users
+from lab.hosts import HostSpec, Lab, plan_hosts, plan_users, unavailable_reason
 from lab.probes import address_names, format_matrix, probe_matrix, tcp_probe
 from offline.engine import load_stack_config
 from offline.engine.runner import PROJECT
@@ -36,23 +35,7 @@ SMALL = [
 ]
 
 
-def _lab_possible() -> str | None:
-    if os.geteuid() != 0:
-        return "the host lab needs root"
-    for tool in ("ip", "nsenter", "unshare", "sshd", "ssh", "ssh-keygen", "nft"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            return f"{tool} missing"
-    if not Path("/usr/bin/python3").exists():
-        return "/usr/bin/python3 missing (PID 1 of a lab host)"
-    name = f"cc-check-{uuid.uuid4().hex[:6]}"
-    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if made.returncode != 0:
-        return f"network namespaces unavailable: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    return None
-
-
-SKIP = _lab_possible()
+SKIP = unavailable_reason()
 needs_lab = pytest.mark.skipif(SKIP is not None, reason=f"host lab unavailable: {SKIP}")
 
 
