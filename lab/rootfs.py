@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -61,7 +62,12 @@ def systemctl_standin() -> Path:
     if not debs:
         subprocess.run(["apt-get", "download", "systemctl"], cwd=CACHE, check=True, capture_output=True)
         debs = sorted(CACHE.glob("systemctl_*.deb"))
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(CACHE / "systemctl")], check=True)
+    staging = Path(tempfile.mkdtemp(dir=CACHE, prefix="systemctl."))
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(staging)], check=True)
+    try:
+        staging.rename(CACHE / "systemctl")  # atomic: a concurrent lab sees all of it or none
+    except OSError:
+        shutil.rmtree(staging)  # another lab got there first
     return target
 
 

@@ -172,6 +172,10 @@ def test_a_host_is_its_own_machine(lab: Lab) -> None:
     assert mounts["/var/lib/docker"] == mounts["/var/lib/containerd"] == mounts["/var/lib/containers"] == "ext4"
     assert mounts["/sys/fs/cgroup/unified"] == "cgroup2" and mounts["/sys/fs/cgroup/memory"] == "cgroup"
     assert mounts["/proc"] == "proc" and mounts["/run"] == mounts["/tmp"] == "tmpfs"
+    # per-namespace sysctls are the host's; kernel-wide ones stay the machine's
+    lab.run("cp-1", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    assert lab.run("cp-1", ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout == b"1\n"
+    assert lab.run("cp-1", ["sysctl", "-qw", "kernel.domainname=lab"], check=False).returncode != 0
     host = lab.hosts["cp-1"]
     procs = {int(p) for c in host.cgroups for p in (c / "cgroup.procs").read_text().split()}
     assert host.pid in procs
