@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ipaddress
+import json
 import os
 import shlex
 import shutil
@@ -188,8 +189,14 @@ class Lab:
 
     def up(self) -> None:
         _preflight(self.workdir)
+        down_stale(self.workdir)
         started = time.monotonic()
         _LIVE.add(self)
+        self._hierarchies = hosts_cgroups.hierarchies()
+        self.cgroup_tops = [hosts_cgroups.path_of(h, f"cclab-{self.id}") for h in self._hierarchies]
+        self._netns = [self.router] + [f"cc{self.id}-{s.name}" for s in self.specs]
+        _write_state(self.workdir, {"id": self.id, "creator": _identity(os.getpid()), "netns": self._netns,
+                                    "cgroup_tops": [str(p) for p in self.cgroup_tops]})
         try:
             self._make_keys()
             self._make_network()
@@ -224,12 +231,11 @@ class Lab:
         zones = {z: hosts_net.Zone(z, net, f"z{i}") for i, (z, net) in enumerate(self.zones.items())}
         attach = [hosts_net.Attachment(h.netns, h.address, zones[h.zone], f"h{i}")
                   for i, h in enumerate(self.hosts.values())]
-        self._netns = [self.router] + [a.netns for a in attach]
         hosts_net.create(self.router, list(zones.values()), attach)
 
     def _start_hosts(self) -> None:
-        self._hierarchies = hosts_cgroups.hierarchies()
-        self.cgroup_tops = [hosts_cgroups.make(h, f"cclab-{self.id}") for h in self._hierarchies]
+        for h in self._hierarchies:
+            hosts_cgroups.make(h, f"cclab-{self.id}")
         authorized = self.ssh_key_path.with_suffix(".pub").read_text()
         cgroups = [(h.fstype, h.options, h.name) for h in self._hierarchies]
         for host in self._full_hosts():
@@ -313,6 +319,8 @@ class Lab:
         hosts_net.destroy(self._netns)
         for top in self.cgroup_tops:
             hosts_cgroups.remove(top)
+        with contextlib.suppress(FileNotFoundError):
+            (self.workdir / STATE_FILE).unlink()
         _LIVE.discard(self)
         self.timings["down"] = time.monotonic() - started
 
@@ -383,6 +391,42 @@ class Lab:
         for d in rootfs.STATE_DIRS:
             out.update(rootfs.snapshot_tree(h.dir / "state" / Path(d).name, prefix=d.lstrip("/") + "/"))
         return out
+
+
+# --- a lab left up by a process that died -----------------------------------------------------------
+
+STATE_FILE = "lab-state.json"
+
+
+def _identity(pid: int) -> str:
+    """pid plus its start time: a pid reused by another process does not match."""
+    try:
+        return f"{pid}:{Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return f"{pid}:gone"
+
+
+def _write_state(workdir: Path, state: dict[str, Any]) -> None:
+    (workdir / STATE_FILE).write_text(json.dumps(state, indent=1))
+
+
+def down_stale(workdir: Path) -> bool:
+    """Take down a lab whose process died without down() (its state file is in `workdir`): SIGKILL what
+    runs in its namespaces, delete them, remove its cgroups. True if there was one. A lab whose process
+    is still alive is refused."""
+    path = Path(workdir) / STATE_FILE
+    if not path.exists():
+        return False
+    state = json.loads(path.read_text())
+    pid = int(state["creator"].split(":")[0])
+    if pid != os.getpid() and _identity(pid) == state["creator"]:
+        raise RuntimeError(f"lab {state['id']} in {workdir} is still up, held by process {pid}")
+    _kill_netns_processes([f"/run/netns/{n}" for n in state["netns"]])
+    hosts_net.destroy(state["netns"])
+    for top in state["cgroup_tops"]:
+        hosts_cgroups.remove(Path(top))
+    path.unlink()
+    return True
 
 
 # --- helpers ------------------------------------------------------------------------------------------

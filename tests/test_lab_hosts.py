@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -347,3 +348,26 @@ def test_the_ha_stack_stands_up(tmp_path: Path) -> None:
         up = lab.timings["up"]
     print(f"\nha lab: {len(specs)} hosts up in {up:.2f}s, down in {lab.timings['down']:.2f}s")
     assert up < 15
+
+
+@needs_lab
+def test_a_lab_whose_process_died_is_taken_down_by_the_next_up(tmp_path: Path) -> None:
+    workdir = tmp_path / "lab"
+    crash = ("import os, sys; from pathlib import Path; from lab.hosts import HostSpec, Lab\n"
+             "lab = Lab([HostSpec('cp-1', '198.51.100.11', 'inside', 'inventory')], "
+             "{'inside': '198.51.100.0/24'}, Path(sys.argv[1])); lab.up()\n"
+             "print(lab.id, lab.hosts['cp-1'].pid, flush=True); os._exit(0)  # no down(), no atexit\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", crash, str(workdir)], capture_output=True, text=True,
+                         cwd=root, timeout=60, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    old_id, old_pid = out.stdout.split()
+    assert f"cc{old_id}-cp-1" in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert Path(f"/proc/{old_pid}").exists()
+    with Lab([SMALL[0], SMALL[3]], ZONES, workdir) as lab:
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"cc{old_id}-" not in netns and f"cc{lab.id}-cp-1" in netns
+        assert not Path(f"/proc/{old_pid}").exists()
+        assert not list(Path("/sys/fs/cgroup/pids").rglob(f"cclab-{old_id}"))
+        assert lab.run("cp-1", ["hostname"]).stdout == b"cp-1\n"
+    assert not (workdir / "lab-state.json").exists()
