@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -154,6 +155,9 @@ class Lab:
         self.workdir = Path(workdir).resolve()
         self.hidden = bare.hidden_paths(hide)
         self.users = list(users)
+        for host, user in self.users:
+            if host not in {s.name for s in specs} or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+                raise ValueError(f"lab user {user!r} on {host!r}: unknown host or not a valid user name")
         self.id = uuid.uuid4().hex[:6]
         self.router = f"cc{self.id}-router"
         self.hosts: dict[str, LabHost] = {}
@@ -198,7 +202,7 @@ class Lab:
         _write_state(self.workdir, {"id": self.id, "creator": _identity(os.getpid()), "netns": self._netns,
                                     "cgroup_tops": [str(p) for p in self.cgroup_tops]})
         try:
-            self._make_keys()
+            self._make_dirs_and_keys()
             self._make_network()
             self._start_hosts()
             self._add_users()
@@ -208,7 +212,7 @@ class Lab:
             raise
         self.timings["up"] = time.monotonic() - started
 
-    def _make_keys(self) -> None:
+    def _make_dirs_and_keys(self) -> None:
         for sub in ("hosts", "deployer"):
             rootfs.remove_tree(self.workdir / sub)
         self.ssh_key_path.parent.mkdir(parents=True)
@@ -330,6 +334,8 @@ class Lab:
         if host.pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(host.pid, signal.SIGKILL)  # PID 1: the kernel ends the host's whole PID namespace
+        else:
+            host.launcher.kill()  # not started yet: unshare --kill-child takes its child along
         try:
             host.launcher.wait(timeout=10)
         except subprocess.TimeoutExpired:

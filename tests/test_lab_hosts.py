@@ -7,12 +7,16 @@ inside the namespaces the lab creates. Skipped, with the reason, when not root o
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -371,3 +375,98 @@ def test_a_lab_whose_process_died_is_taken_down_by_the_next_up(tmp_path: Path) -
         assert not list(Path("/sys/fs/cgroup/pids").rglob(f"cclab-{old_id}"))
         assert lab.run("cp-1", ["hostname"]).stdout == b"cp-1\n"
     assert not (workdir / "lab-state.json").exists()
+
+
+# --- a container runtime inside a host ------------------------------------------------------------------
+
+
+def _cached_deb(package: str) -> Path:
+    """A Debian package in the lab's cache (apt-get download; never installed on the machine)."""
+    cache = Path(os.environ.get("CONTAINER_CLOUD_LAB_CACHE", "/var/cache/container-cloud-lab"))
+    found = sorted(cache.glob(f"{package}_*.deb"))
+    if not found:
+        cache.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", package], cwd=cache, capture_output=True, text=True)
+        found = sorted(cache.glob(f"{package}_*.deb"))
+        if not found:
+            pytest.skip(f"apt-get download {package} failed: {got.stderr.strip()[-300:]}")
+    return found[-1]
+
+
+def _busybox_oci_image(busybox: bytes, name: str) -> bytes:
+    """An OCI image layout tar holding one layer: a static busybox (for `ctr images import`)."""
+
+    def digest(b: bytes) -> str:
+        return "sha256:" + hashlib.sha256(b).hexdigest()
+
+    def tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as t:
+            for info, data in entries:
+                t.addfile(info, io.BytesIO(data) if data is not None else None)
+        return out.getvalue()
+
+    def entry(path: str, data: bytes | None = None, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+        info = tarfile.TarInfo(path)
+        info.mode = 0o755
+        if link:
+            info.type, info.linkname = tarfile.SYMTYPE, link
+        elif data is None:
+            info.type = tarfile.DIRTYPE
+        else:
+            info.size = len(data)
+        return info, data
+
+    layer_tar = tar([entry(d) for d in ("bin", "proc", "sys", "dev", "tmp", "etc")]
+                    + [entry("bin/busybox", busybox)] + [entry(f"bin/{n}", link="busybox") for n in ("sh", "cat")])
+    layer = gzip.compress(layer_tar, mtime=0)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [digest(layer_tar)]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(layer),
+                    "size": len(layer)}]}).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(manifest),
+        "size": len(manifest), "annotations": {"io.containerd.image.name": name,
+                                               "org.opencontainers.image.ref.name": name}}]}).encode()
+    blobs = [(f"blobs/sha256/{digest(b)[7:]}", b) for b in (config, manifest, layer)]
+    files = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index), *blobs]
+    return tar([entry(p, d) for p, d in files])
+
+
+@needs_lab
+def test_containerd_runs_a_container_inside_a_host(tmp_path: Path) -> None:
+    """Debian's containerd 1.6 + runc, dpkg -i'd inside one host (never on the machine), import a local
+    image and run it: the host's cgroup mounts, /dev, /proc and state bind mounts are what a runtime needs;
+    its cgroups land in the host's subtree and go with the host."""
+    debs = [_cached_deb(p) for p in ("runc", "containerd", "busybox-static")]
+    busybox = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(debs[2])], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(busybox)) as t:
+        member = t.extractfile("./bin/busybox")
+        assert member is not None
+        image = _busybox_oci_image(member.read(), "docker.io/library/labtest:1")
+    machine_had = Path("/usr/bin/containerd").exists()
+    lab = Lab([SMALL[0], SMALL[3]], ZONES, tmp_path / "lab")
+    with lab:
+        for deb in debs[:2]:
+            lab.run("cp-1", ["sh", "-c", "cat > /tmp/p.deb && dpkg -i /tmp/p.deb"], input=deb.read_bytes(),
+                    timeout=180)
+        assert lab.run("cp-1", ["sh", "-c", "command -v containerd"]).stdout == b"/usr/bin/containerd\n"
+        assert Path("/usr/bin/containerd").exists() == machine_had, "dpkg -i in a host changed the machine"
+        lab.run("cp-1", ["sh", "-c", "setsid containerd >/var/log/containerd.log 2>&1 </dev/null &"])
+        for _ in range(100):
+            if lab.run("cp-1", ["ctr", "version"], check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        lab.run("cp-1", ["ctr", "images", "import", "-"], input=image, timeout=60)
+        done = lab.run("cp-1", ["ctr", "run", "--rm", "docker.io/library/labtest:1", "t1", "/bin/sh", "-c",
+                                "echo hello; cat /proc/self/cgroup"], timeout=60)
+        out = done.stdout.decode().splitlines()
+        assert out[0] == "hello" and "4:memory:/default/t1" in out
+        memory = next(c for c in lab.hosts["cp-1"].cgroups if "/memory/" in str(c))
+        assert (memory / "default").is_dir()  # containerd's cgroup, inside the host's subtree
+        assert (lab.hosts["cp-1"].dir / "state/containerd/io.containerd.content.v1.content").is_dir()
+    assert not [p for p in lab.cgroup_tops if p.exists()]
