@@ -267,13 +267,17 @@ def test_nft_in_a_host_drops_what_it_should(lab: Lab) -> None:
         started = time.monotonic()
         results = probe_matrix(lab, probes)
         elapsed = time.monotonic() - started
-        print("\n" + format_matrix(results, address_names(lab)) + f"({len(probes)} probes in {elapsed:.2f}s)")
+        table = format_matrix(results, address_names(lab))
+        print("\n" + table + f"({len(probes)} probes in {elapsed:.2f}s)")
+        assert table.splitlines()[1].split() == ["worker-1", "cp-1", "(198.51.100.11)", "6443", "dropped"]
         assert [r[3] for r in results] == ["dropped", "open", "open", "open", "open"]
         assert elapsed < 2.5, "probes run concurrently, one timeout for the lot"
         assert tcp_probe(lab, "worker-1", "198.51.100.11", 10250, timeout=0.3) == "dropped"
     finally:
         lab.run("cp-1", ["nft", "delete", "table", "inet", "labtest"])
     assert tcp_probe(lab, "worker-1", "198.51.100.11", 6443) == "open"
+    # an address no zone holds: the router answers with an ICMP error
+    assert tcp_probe(lab, "worker-1", "192.0.2.1", 443) == "unreachable"
 
 
 @needs_lab
