@@ -393,7 +393,7 @@ class Lab:
     def snapshot(self, host: str) -> dict[str, tuple[int, int, str]]:
         """Upper-dir entries plus the bind-mounted state dirs: relpath -> (mtime_ns, size, sha256)."""
         h = self.hosts[host]
-        out = rootfs.snapshot_tree(h.upper)
+        out = rootfs.snapshot_tree(h.upper, lower=Path("/"))
         for d in rootfs.STATE_DIRS:
             out.update(rootfs.snapshot_tree(h.dir / "state" / Path(d).name, prefix=d.lstrip("/") + "/"))
         return out

@@ -240,6 +240,12 @@ def test_snapshot_sees_a_file_written_over_ssh(lab: Lab, tmp_path: Path) -> None
     lab.deployer(ssh_argv(lab, kh, "root@203.0.113.21", "cat > /etc/lab-marker"), input=b"x\n", timeout=30)
     again = lab.snapshot("worker-1")
     assert [k for k in again if again[k] != after[k]] == ["etc/lab-marker"]
+    # an undo leaves no trace: the copied-up /etc is no change, a new directory is
+    lab.run("worker-1", ["sh", "-c", "rm /etc/lab-marker; mkdir -p /etc/lab-new/sub"])
+    undone = lab.snapshot("worker-1")
+    assert set(undone) - set(before) == {"etc/lab-new", "etc/lab-new/sub"}
+    lab.run("worker-1", ["rm", "-r", "/etc/lab-new"])
+    assert lab.snapshot("worker-1") == before
     # the container state dirs count too
     lab.run("worker-1", ["sh", "-c", "echo s > /var/lib/containerd/state"])
     assert "var/lib/containerd/state" in lab.snapshot("worker-1")
