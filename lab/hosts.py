@@ -364,6 +364,14 @@ class Lab:
             raise LabCommandError(host, done)
         return done
 
+    def spawn(self, host: str, argv: list[str], log: str = "/dev/null") -> int:
+        """Start a long-running process inside the host, detached (its own session, reaped by the host's
+        PID 1, killed with the host); output appended to `log` (a path inside the host). Returns its pid as
+        the host sees it."""
+        script = 'setsid "$@" >>"$LOG" 2>&1 </dev/null & echo $!'
+        done = self.run(host, ["/usr/bin/env", f"LOG={log}", "/bin/sh", "-c", script, "sh", *argv])
+        return int(done.stdout.decode().strip())
+
     def deployer(self, argv: list[str], input: bytes | None = None, timeout: float = 600,
                  check: bool = False) -> subprocess.CompletedProcess[bytes]:
         """argv in the deployer's network namespace, on the machine's filesystem (its ssh client)."""

@@ -328,7 +328,8 @@ def test_down_leaves_nothing(tmp_path: Path) -> None:
     lab.up()
     host = lab.hosts["cp-1"]
     marker = f"{time.time() % 1000 + 7000:.3f}"
-    lab.run("cp-1", ["sh", "-c", f"setsid sleep {marker} >/dev/null 2>&1 < /dev/null &"])
+    inner = lab.spawn("cp-1", ["sleep", marker])
+    assert lab.run("cp-1", ["cat", f"/proc/{inner}/cmdline"]).stdout == f"sleep\0{marker}\0".encode()
     lab.run("cp-1", ["mkdir", "-p", "/sys/fs/cgroup/memory/runtime/pod1", "/sys/fs/cgroup/unified/inner"])
     lab.run("cp-1", ["nft", "add", "table", "inet", "leftover"])
     lab.deployer(["sh", "-c", f"setsid sleep {marker}1 >/dev/null 2>&1 < /dev/null &"])
