@@ -112,12 +112,15 @@ def worker(dev: ProgramRun, tmp_path: Path) -> Host:
     return Host(dev, "worker-1", tmp_path / "worker-1")
 
 
+def argv(binary: Path, flags: dict[str, str]) -> list[str]:
+    return [str(binary)] + [f"--{k}={v}" for k, v in flags.items()]
+
+
 class Proc:
-    def __init__(self, binary: Path, flags: dict[str, str], log: Path):
+    def __init__(self, args: list[str], log: Path):
         self.log = log
         self.out = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([str(binary)] + [f"--{k}={v}" for k, v in flags.items()],
-                                     stdout=self.out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
 
     def alive(self) -> None:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -137,8 +140,7 @@ def procs() -> Iterator[list[Proc]]:
 
 
 def refused(binary: Path, flags: dict[str, str]) -> str:
-    r = subprocess.run([str(binary)] + [f"--{k}={v}" for k, v in flags.items()], capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(argv(binary, flags), capture_output=True, text=True, timeout=30)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     return r.stderr
 
@@ -189,7 +191,7 @@ def start_etcd(master: Host, procs: list[Proc]) -> tuple[str, Proc]:
         value = value.replace(f"{address}:2380", f"127.0.0.1:{peer}").replace(":2381", f":{metrics}")
         adapted[key] = value
     adapted["listen-client-urls"] = f"https://127.0.0.1:{client}"
-    proc = Proc(Path(shutil.which("etcd") or "etcd"), adapted, master.root / "etcd.log")
+    proc = Proc(argv(Path(shutil.which("etcd") or "etcd"), adapted), master.root / "etcd.log")
     procs.append(proc)
     return f"https://127.0.0.1:{client}", proc
 
@@ -202,7 +204,7 @@ def test_apiserver_serves_tls_with_its_cert_refuses_anonymous_and_is_ready_only_
     flags = master.flags("kube-apiserver.service")
     flags.update({"secure-port": str(port), "etcd-servers": f"https://127.0.0.1:{etcd_port}"})
     master.path("/var/log/kubernetes/audit").mkdir(parents=True)
-    api = Proc(bindir / "kube-apiserver", flags, master.root / "apiserver.log")
+    api = Proc(argv(bindir / "kube-apiserver", flags), master.root / "apiserver.log")
     procs.append(api)
     ca = master.path("/etc/kubernetes/pki/ca.crt")
     admin_cert, admin_key = master.kubeconfig_identity("/etc/kubernetes/admin.conf", master.root)
@@ -227,7 +229,7 @@ def test_apiserver_serves_tls_with_its_cert_refuses_anonymous_and_is_ready_only_
     api.stop()
     procs.remove(api)
     flags["etcd-servers"] = etcd_flags_url
-    api = Proc(bindir / "kube-apiserver", flags, master.root / "apiserver2.log")
+    api = Proc(argv(bindir / "kube-apiserver", flags), master.root / "apiserver2.log")
     procs.append(api)
     assert wait_for(lambda: get(f"{base}/readyz", admin) == (200, "ok"), api, 40)
     # what the program's ready step runs: kubectl with the admin kubeconfig, get --raw=/readyz
@@ -278,7 +280,7 @@ def test_apiserver_refuses_unknown_fields_in_encryption_and_audit_config(master,
 def test_controllers_start_with_rendered_flags_and_answer_healthz_over_tls(master, bindir, procs, name):
     port = _free_port()
     flags = {**master.flags(f"{name}.service"), "secure-port": str(port)}
-    p = Proc(bindir / name, flags, master.root / f"{name}.log")
+    p = Proc(argv(bindir / name, flags), master.root / f"{name}.log")
     procs.append(p)
     insecure = ssl._create_unverified_context()  # what the program's step does: curl -k
     assert wait_for(lambda: get(f"https://127.0.0.1:{port}/healthz", insecure) == (200, "ok"), p)
@@ -309,7 +311,7 @@ def test_kubelet_starts_with_rendered_config_and_serves_healthz_and_tls(dev, wor
     healthz, port = _free_port(), _free_port()
     _kubelet_config(worker, containerRuntimeEndpoint=f"unix://{sock}", healthzPort=healthz, port=port,
                     address="127.0.0.1")
-    p = Proc(bindir / "kubelet", worker.flags("kubelet.service"), worker.root / "kubelet.log")
+    p = Proc(argv(bindir / "kubelet", worker.flags("kubelet.service")), worker.root / "kubelet.log")
     procs.append(p)
     try:
         # what the program's kubelet step checks: http on localhost
@@ -337,7 +339,7 @@ def test_kube_proxy_starts_with_rendered_config_and_answers_healthz(worker, bind
     healthz, metrics = _free_port(), _free_port()
     cfg.update(healthzBindAddress=f"127.0.0.1:{healthz}", metricsBindAddress=f"127.0.0.1:{metrics}")
     worker.write("/var/lib/kube-proxy/config.yaml", yaml.safe_dump(cfg))
-    p = Proc(bindir / "kube-proxy", worker.flags("kube-proxy.service"), worker.root / "proxy.log")
+    p = Proc(argv(bindir / "kube-proxy", worker.flags("kube-proxy.service")), worker.root / "proxy.log")
     procs.append(p)
     assert wait_for(lambda: get(f"http://127.0.0.1:{healthz}/healthz") == (200, "ok"), p)
     assert get(f"http://127.0.0.1:{metrics}/metrics")[0] == 200
@@ -420,3 +422,49 @@ def test_staged_files_have_sha256sums_and_the_manifest_names_debian_versions(bui
     etcd = built.manifest["etcd/3.6.14/etcd-v3.6.14-linux-amd64.tar.gz"]["members"]
     assert isinstance(etcd, dict) and "Debian etcd-server 3.4.23" in etcd["etcd-v3.6.14-linux-amd64/etcd"]
     assert os.access(built.root / "runc/1.3.6/runc.amd64", os.R_OK)
+
+
+# --- the lab registry (Debian docker-registry, distribution 2.8) -----------------------------------------
+
+def test_lab_registry_serves_tls_with_the_programs_cert_and_takes_a_locally_built_image(dev, tmp_path, procs):
+    from lab import registry
+    from offline.hosts import collect
+
+    s = _settings()
+    placed = {f.path: f.content for f in collect(dev)[0] if f.host == "harbor-1" and f.content}
+    cert, key = placed["/etc/containercloud/registry/tls.crt"], placed["/etc/containercloud/registry/tls.key"]
+    ca = placed["/etc/containercloud/registry/ca.crt"]
+    conf_dir, data = tmp_path / "conf", tmp_path / "data"
+    conf_dir.mkdir()
+    port = _free_port()
+    files = registry.registry_files(cert, key, "127.0.0.1", port)
+    assert files[registry.CONFIG_DIR + "/tls.key"][1] == 0o600
+    (conf_dir / "tls.crt").write_text(cert)
+    (conf_dir / "tls.key").write_text(key)
+    (conf_dir / "tls.key").chmod(0o600)
+    (conf_dir / "config.yml").write_text(registry.config_yml("127.0.0.1", port, str(conf_dir), str(data)))
+    binary = registry.registry_binary()
+    p = Proc(registry.start_command(str(binary), str(conf_dir / "config.yml")), tmp_path / "registry.log")
+    procs.append(p)
+    trusted = client_ctx_pem(ca)
+    wait_for(lambda: _registry_up(s.registry_hostname, port, trusted), p)
+    digest = registry.push_test_image(s.registry_hostname, "127.0.0.1", ca, "system/lab-busybox", "1", port=port)
+    status, served, manifest = registry.manifest_digest(s.registry_hostname, "127.0.0.1", ca, "system/lab-busybox",
+                                                        "1", port=port)
+    assert status == 200 and served == digest and manifest["mediaType"] == registry.OCI_MANIFEST
+    # a client trusting another CA refuses the registry's certificate
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(other / "k"),
+                    "-out", str(other / "c"), "-subj", "/CN=other", "-days", "1"], check=True, capture_output=True)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        registry.push_test_image(s.registry_hostname, "127.0.0.1", (other / "c").read_text(), port=port)
+
+
+def client_ctx_pem(ca_pem: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca_pem)
+
+
+def _registry_up(hostname: str, port: int, ctx: ssl.SSLContext) -> bool:
+    with socket.create_connection(("127.0.0.1", port), 3) as sock, ctx.wrap_socket(sock, server_hostname=hostname):
+        return True
