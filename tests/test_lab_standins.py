@@ -225,7 +225,7 @@ def test_apiserver_serves_tls_with_its_cert_refuses_anonymous_and_is_ready_only_
                        check=True, capture_output=True)
         get(f"{base}/readyz", client_ctx(ca, other / "c", other / "k"))
     # the real etcd with the program's certs: the apiserver reaches it over mTLS and turns ready
-    etcd_flags_url, _etcd = start_etcd(master, procs)
+    etcd_flags_url, etcd = start_etcd(master, procs)
     api.stop()
     procs.remove(api)
     flags["etcd-servers"] = etcd_flags_url
@@ -237,6 +237,11 @@ def test_apiserver_serves_tls_with_its_cert_refuses_anonymous_and_is_ready_only_
                         f"--server={base}", "--request-timeout=5s", "get", "--raw=/readyz"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    # etcd gone: not ready any more, still live
+    etcd.stop()
+    procs.remove(etcd)
+    assert wait_for(lambda: get(f"{base}/readyz", admin)[0] == 500, api, 30)
+    assert get(f"{base}/livez", admin) == (200, "ok")
 
 
 def test_apiserver_refuses_made_up_and_removed_flags_and_bad_values(master, bindir):
