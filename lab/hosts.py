@@ -15,8 +15,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ipaddress
+import json
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -81,19 +84,22 @@ def _zone_of(address: str, zones: dict[str, str]) -> str:
 
 
 def _deployer_address(settings: Settings, taken: set[str]) -> str:
+    """The first `sshAllowedFrom` address; else (SSH only through the bastion) `.5` of the bastion's zone —
+    where dev's sshAllowedFrom puts it — or the next free address after it."""
     if settings.ssh_allowed_from:
         net = ipaddress.ip_network(settings.ssh_allowed_from[0], strict=False)
         if net.num_addresses == 1:
             return str(net.network_address)
     else:
-        net = ipaddress.ip_network(next(iter(settings.zones.values())))
-    return next(str(a) for a in list(net.hosts())[1:] if str(a) not in taken)
+        zone = _zone_of(settings.ssh_bastion, settings.zones) if settings.ssh_bastion else OUTSIDE
+        net = ipaddress.ip_network(settings.zones.get(zone) or next(iter(settings.zones.values())))
+    return next(str(a) for a in list(net.hosts())[4:] if str(a) not in taken)
 
 
 def plan_hosts(settings: Settings, extra: Sequence[HostSpec] = ()) -> list[HostSpec]:
     """The inventory, the deployer, the bastion and load balancers of the stack, then `extra`."""
     specs = [HostSpec(h.name, h.address, h.zone, "inventory", settings.ssh_port_for(h)) for h in settings.hosts]
-    taken = {s.address for s in specs} | {s.address for s in extra}
+    taken = {s.address for s in specs} | {s.address for s in extra} | {settings.ssh_bastion}
     dep = _deployer_address(settings, taken)
     specs.append(HostSpec("deployer", dep, _zone_of(dep, settings.zones), "deployer"))
     if settings.ssh_bastion:
@@ -149,6 +155,9 @@ class Lab:
         self.workdir = Path(workdir).resolve()
         self.hidden = bare.hidden_paths(hide)
         self.users = list(users)
+        for host, user in self.users:
+            if host not in {s.name for s in specs} or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+                raise ValueError(f"lab user {user!r} on {host!r}: unknown host or not a valid user name")
         self.id = uuid.uuid4().hex[:6]
         self.router = f"cc{self.id}-router"
         self.hosts: dict[str, LabHost] = {}
@@ -184,10 +193,16 @@ class Lab:
 
     def up(self) -> None:
         _preflight(self.workdir)
+        down_stale(self.workdir)
         started = time.monotonic()
         _LIVE.add(self)
+        self._hierarchies = hosts_cgroups.hierarchies()
+        self.cgroup_tops = [hosts_cgroups.path_of(h, f"cclab-{self.id}") for h in self._hierarchies]
+        self._netns = [self.router] + [f"cc{self.id}-{s.name}" for s in self.specs]
+        _write_state(self.workdir, {"id": self.id, "creator": _identity(os.getpid()), "netns": self._netns,
+                                    "cgroup_tops": [str(p) for p in self.cgroup_tops]})
         try:
-            self._make_keys()
+            self._make_dirs_and_keys()
             self._make_network()
             self._start_hosts()
             self._add_users()
@@ -197,7 +212,7 @@ class Lab:
             raise
         self.timings["up"] = time.monotonic() - started
 
-    def _make_keys(self) -> None:
+    def _make_dirs_and_keys(self) -> None:
         for sub in ("hosts", "deployer"):
             rootfs.remove_tree(self.workdir / sub)
         self.ssh_key_path.parent.mkdir(parents=True)
@@ -220,12 +235,11 @@ class Lab:
         zones = {z: hosts_net.Zone(z, net, f"z{i}") for i, (z, net) in enumerate(self.zones.items())}
         attach = [hosts_net.Attachment(h.netns, h.address, zones[h.zone], f"h{i}")
                   for i, h in enumerate(self.hosts.values())]
-        self._netns = [self.router] + [a.netns for a in attach]
         hosts_net.create(self.router, list(zones.values()), attach)
 
     def _start_hosts(self) -> None:
-        self._hierarchies = hosts_cgroups.hierarchies()
-        self.cgroup_tops = [hosts_cgroups.make(h, f"cclab-{self.id}") for h in self._hierarchies]
+        for h in self._hierarchies:
+            hosts_cgroups.make(h, f"cclab-{self.id}")
         authorized = self.ssh_key_path.with_suffix(".pub").read_text()
         cgroups = [(h.fstype, h.options, h.name) for h in self._hierarchies]
         for host in self._full_hosts():
@@ -252,7 +266,7 @@ class Lab:
     def _in_cgroups(host: LabHost, argv: list[str]) -> list[str]:
         """argv run by a shell that first moves itself into the host's cgroups (then execs)."""
         joins = "; ".join(f"echo 0 > {shlex.quote(str(c / 'cgroup.procs'))}" for c in host.cgroups)
-        return ["/bin/sh", "-c", f'{joins}; exec "$@"', "sh", *argv]
+        return ["/bin/sh", "-ec", f'{joins}; exec "$@"', "sh", *argv]
 
     def _wait_listening(self, hosts: Sequence[LabHost], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -309,6 +323,8 @@ class Lab:
         hosts_net.destroy(self._netns)
         for top in self.cgroup_tops:
             hosts_cgroups.remove(top)
+        with contextlib.suppress(FileNotFoundError):
+            (self.workdir / STATE_FILE).unlink()
         _LIVE.discard(self)
         self.timings["down"] = time.monotonic() - started
 
@@ -318,6 +334,8 @@ class Lab:
         if host.pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(host.pid, signal.SIGKILL)  # PID 1: the kernel ends the host's whole PID namespace
+        else:
+            host.launcher.kill()  # not started yet: unshare --kill-child takes its child along
         try:
             host.launcher.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -346,10 +364,20 @@ class Lab:
             raise LabCommandError(host, done)
         return done
 
+    def spawn(self, host: str, argv: list[str], log: str = "/dev/null") -> int:
+        """Start a long-running process inside the host, detached (its own session, reaped by the host's
+        PID 1, killed with the host); output appended to `log` (a path inside the host). Returns its pid as
+        the host sees it."""
+        script = 'setsid "$@" >>"$LOG" 2>&1 </dev/null & echo $!'
+        done = self.run(host, ["/usr/bin/env", f"LOG={log}", "/bin/sh", "-c", script, "sh", *argv])
+        return int(done.stdout.decode().strip())
+
     def deployer(self, argv: list[str], input: bytes | None = None, timeout: float = 600,
                  check: bool = False) -> subprocess.CompletedProcess[bytes]:
         """argv in the deployer's network namespace, on the machine's filesystem (its ssh client)."""
-        dep = next(h for h in self.hosts.values() if h.kind == "deployer")
+        dep = next((h for h in self.hosts.values() if h.kind == "deployer"), None)
+        if dep is None:
+            raise ValueError("this lab has no host of kind 'deployer'")
         done = subprocess.run(["nsenter", f"--net=/run/netns/{dep.netns}", "--", *argv], input=input,
                               capture_output=True, timeout=timeout)
         if check and done.returncode != 0:
@@ -373,13 +401,64 @@ class Lab:
     def snapshot(self, host: str) -> dict[str, tuple[int, int, str]]:
         """Upper-dir entries plus the bind-mounted state dirs: relpath -> (mtime_ns, size, sha256)."""
         h = self.hosts[host]
-        out = rootfs.snapshot_tree(h.upper)
+        out = rootfs.snapshot_tree(h.upper, lower=Path("/"))
         for d in rootfs.STATE_DIRS:
             out.update(rootfs.snapshot_tree(h.dir / "state" / Path(d).name, prefix=d.lstrip("/") + "/"))
         return out
 
 
+# --- a lab left up by a process that died -----------------------------------------------------------
+
+STATE_FILE = "lab-state.json"
+
+
+def _identity(pid: int) -> str:
+    """pid plus its start time: a pid reused by another process does not match."""
+    try:
+        return f"{pid}:{Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return f"{pid}:gone"
+
+
+def _write_state(workdir: Path, state: dict[str, Any]) -> None:
+    (workdir / STATE_FILE).write_text(json.dumps(state, indent=1))
+
+
+def down_stale(workdir: Path) -> bool:
+    """Take down a lab whose process died without down() (its state file is in `workdir`): SIGKILL what
+    runs in its namespaces, delete them, remove its cgroups. True if there was one. A lab whose process
+    is still alive is refused."""
+    path = Path(workdir) / STATE_FILE
+    if not path.exists():
+        return False
+    state = json.loads(path.read_text())
+    pid = int(state["creator"].split(":")[0])
+    if pid != os.getpid() and _identity(pid) == state["creator"]:
+        raise RuntimeError(f"lab {state['id']} in {workdir} is still up, held by process {pid}")
+    _kill_netns_processes([f"/run/netns/{n}" for n in state["netns"]])
+    hosts_net.destroy(state["netns"])
+    for top in state["cgroup_tops"]:
+        hosts_cgroups.remove(Path(top))
+    path.unlink()
+    return True
+
+
 # --- helpers ------------------------------------------------------------------------------------------
+
+
+def unavailable_reason() -> str | None:
+    """Why the lab cannot run here (None when it can): tests print it when they skip."""
+    if os.geteuid() != 0:
+        return "the host lab needs root"
+    for tool in ("ip", "nsenter", "unshare", "ssh", "ssh-keygen", "nft", "/usr/sbin/sshd", "/usr/bin/python3"):
+        if not shutil.which(tool):
+            return f"{tool} missing"
+    name = f"cc-check-{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"network namespaces unavailable: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
 
 
 def _preflight(workdir: Path) -> None:
@@ -431,6 +510,7 @@ def _kill_netns_processes(paths: Sequence[str]) -> None:
             inodes.add((st.st_dev, st.st_ino))
     if not inodes:
         return
+    killed = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -438,3 +518,6 @@ def _kill_netns_processes(paths: Sequence[str]) -> None:
             st = os.stat(entry / "ns" / "net")
             if (st.st_dev, st.st_ino) in inodes:
                 os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(entry)
+    with contextlib.suppress(RuntimeError):  # a zombie whose parent is slow to reap holds no namespace
+        _wait(lambda: not any(p.exists() for p in killed), 5, "killed processes still present")

@@ -54,8 +54,12 @@ def _copy_cpuset(path: Path) -> None:
             dst.write_text(src.read_text())
 
 
+def path_of(h: Hierarchy, *parts: str) -> Path:
+    return h.mountpoint.joinpath(h.own_path.lstrip("/"), *parts)
+
+
 def make(h: Hierarchy, *parts: str) -> Path:
-    path = h.mountpoint / h.own_path.lstrip("/")
+    path = path_of(h)
     for part in parts:
         path = path / part
         if not path.exists():

@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -61,7 +62,12 @@ def systemctl_standin() -> Path:
     if not debs:
         subprocess.run(["apt-get", "download", "systemctl"], cwd=CACHE, check=True, capture_output=True)
         debs = sorted(CACHE.glob("systemctl_*.deb"))
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(CACHE / "systemctl")], check=True)
+    staging = Path(tempfile.mkdtemp(dir=CACHE, prefix="systemctl."))
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(staging)], check=True)
+    try:
+        staging.rename(CACHE / "systemctl")  # atomic: a concurrent lab sees all of it or none
+    except OSError:
+        shutil.rmtree(staging)  # another lab got there first
     return target
 
 
@@ -138,16 +144,31 @@ def _digest(path: Path, st: os.stat_result) -> str:
     return h.hexdigest()
 
 
-def snapshot_tree(top: Path, prefix: str = "") -> dict[str, tuple[int, int, str]]:
-    """relpath -> (mtime_ns, size, sha256) for every non-directory under `top`; a directory is recorded
-    as (0, 0, "dir") — present or not, its mtime changes with every temp file and says nothing."""
+def _opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque") == b"y"
+    except OSError:
+        return False
+
+
+def snapshot_tree(top: Path, prefix: str = "", lower: Path | None = None) -> dict[str, tuple[int, int, str]]:
+    """relpath -> (mtime_ns, size, sha256) for every non-directory under `top`. A directory is recorded as
+    (0, 0, "dir") — present or not; its mtime changes with every temp file and says nothing — except,
+    for an overlay upper dir (`lower` given), one the lower layer has too: overlayfs copies a directory up
+    when anything below it changes and keeps it after an undo, which is no trace of the host's own."""
     out: dict[str, tuple[int, int, str]] = {}
     for dirpath, dirnames, filenames in os.walk(top):
         base = Path(dirpath)
         for d in dirnames:
-            rel = prefix + str((base / d).relative_to(top))
-            if not (base / d).is_symlink():
-                out[rel] = (0, 0, "dir")
+            path = base / d
+            rel = str(path.relative_to(top))
+            if path.is_symlink():
+                continue
+            if lower is not None and (lower / rel).is_dir() and not (lower / rel).is_symlink():
+                if _opaque(path):
+                    out[prefix + rel] = (0, 0, "dir:opaque")
+                continue
+            out[prefix + rel] = (0, 0, "dir")
         for f in filenames + [d for d in dirnames if (base / d).is_symlink()]:
             p = base / f
             st = p.lstat()

@@ -19,7 +19,7 @@ import sys
 import time
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_BIND, MS_REC = 4096, 16384
+MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -37,6 +37,10 @@ def build_root(cfg: dict) -> None:  # type: ignore[type-arg]
         os.makedirs(root + target, exist_ok=True)
         mount(source, root + target, flags=MS_BIND)
     mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # kernel-wide sysctls belong to the machine: /proc/sys read-only, /proc/sys/net (per namespace) writable
+    mount(root + "/proc/sys/net", root + "/proc/sys/net", flags=MS_BIND)
+    mount(root + "/proc/sys", root + "/proc/sys", flags=MS_BIND | MS_REC)
+    mount("none", root + "/proc/sys", flags=MS_BIND | MS_REMOUNT | MS_RDONLY)
     mount("sysfs", root + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     cg = root + "/sys/fs/cgroup"
     mount("cgroup", cg, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
