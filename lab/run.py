@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ import yaml
 
 from lab import mirror as lab_mirror
 from lab import probes
+from lab import registry as lab_registry
 from lab.apply import Engine, Executor, Report
 from lab.hosts import HostSpec, Lab, plan_hosts, plan_users
 from lab.state import ReplayMocks, Resource, from_registrations
@@ -389,6 +391,7 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
     ctx.soft("etcd", lambda: etcd_proof(lab, ctx.settings))
     ctx.soft("zone matrix", lambda: zone_matrix_proof(lab, ctx.settings))
     ctx.soft("docker", lambda: docker_proof(lab, ctx.settings))
+    ctx.soft("registry trust", lambda: registry_proof(ctx))
     if ctx.stack == "dev":
         ctx.soft("change and fault", lambda: _change_and_fault(ctx))
 
@@ -396,6 +399,63 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
         gone = result.reports["destroy"] = engine.destroy()
     _print_report("destroy", gone)
     ctx.soft("destroy", lambda: _destroyed(lab, gone, baseline))
+
+
+REGISTRY_IMAGE = ("library/lab-busybox", "1")
+
+
+def registry_proof(ctx: Ctx) -> str:
+    """containerd on a worker pulls the lab's test image from a real registry (distribution, serving TLS
+    with the program's registry certificate) through the program's hosts.toml, trusting only our CA; the
+    same pull fails while the CA file is away."""
+    lab, s = ctx.lab, ctx.settings
+    reg, worker = s.registry_hosts[0], s.worker_hosts[0]
+    cert = ctx.mocks.outputs("tls:index/locallySignedCert:LocallySignedCert", "registry-cert")["certPem"]
+    key = ctx.mocks.outputs("tls:index/privateKey:PrivateKey", "registry-key")["privateKeyPem"]
+    ca_file = "/etc/kubernetes/pki/ca.crt"
+    lab_registry.test_image()  # build it on the machine first: the hosts see the cache read-only
+    for path, (data, mode) in lab_registry.registry_files(cert, key, reg.address).items():
+        lab.run(reg.name, ["install", "-D", "-m", f"{mode:o}", "/dev/stdin", path], input=data)
+    lab.run(reg.name, ["install", "-d", "-m", "0700", lab_registry.DATA_DIR])
+    pid = lab.spawn(reg.name, lab_registry.start_command(), log="/var/log/lab-registry.log")
+    image = f"{s.registry_hostname}/{REGISTRY_IMAGE[0]}:{REGISTRY_IMAGE[1]}"
+    pull = ["ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir", "/etc/containerd/certs.d", image]
+    try:
+        code = ("import sys; from lab.registry import push_test_image; "
+                f"print(push_test_image({s.registry_hostname!r}, {reg.address!r}, open({ca_file!r}).read(), "
+                f"{REGISTRY_IMAGE[0]!r}, {REGISTRY_IMAGE[1]!r}))")
+        pushed = None
+        for _ in range(20):
+            pushed = lab.run(worker.name, ["env", f"PYTHONPATH={ROOT}", sys.executable, "-c", code], check=False)
+            if pushed.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert pushed is not None
+        check(pushed.returncode == 0, f"push to the lab registry failed: {_tail_line(_text(pushed.stderr))}")
+        ok = lab.run(worker.name, pull, check=False, timeout=120)
+        check(ok.returncode == 0, f"containerd on {worker.name} could not pull {image}: {_text(ok.stderr)[-500:]}")
+        lab.run(worker.name, ["ctr", "-n", "k8s.io", "images", "rm", image], check=False)
+        lab.run(worker.name, ["mv", ca_file, ca_file + ".lab-away"])
+        try:
+            refused = lab.run(worker.name, pull, check=False, timeout=120)
+            other_ca = ctx.mocks.outputs("tls:index/selfSignedCert:SelfSignedCert", "etcd-ca-cert")["certPem"]
+            lab.run(worker.name, ["install", "-m", "0644", "/dev/stdin", ca_file], input=other_ca.encode())
+            untrusted = lab.run(worker.name, pull, check=False, timeout=120)
+        finally:
+            lab.run(worker.name, ["mv", "-f", ca_file + ".lab-away", ca_file])
+        check(refused.returncode != 0, f"{worker.name} pulled {image} without our CA file")
+        check(untrusted.returncode != 0 and b"x509" in untrusted.stderr,
+              f"{worker.name} pulled {image} trusting another CA: {_text(untrusted.stderr)[-300:]}")
+        lab.run(worker.name, ["ctr", "-n", "k8s.io", "images", "rm", image], check=False)
+    finally:
+        lab.run(reg.name, ["kill", str(pid)], check=False)
+        lab.run(reg.name, ["rm", "-rf", lab_registry.BINARY, lab_registry.CONFIG_DIR, lab_registry.DATA_DIR,
+                           "/var/log/lab-registry.log", "/etc/containercloud-lab", "/var/lib/containercloud-lab"],
+                check=False)
+    return (f"{worker.name} pulled {image} from {reg.name} over TLS via hosts.toml with our CA "
+            f"(digest {_text(pushed.stdout).strip()[:19]}…); without the CA file: "
+            f"'{_tail_line(_text(refused.stderr))[-90:]}'; with another CA in its place: "
+            f"'{_tail_line(_text(untrusted.stderr))[-90:]}'")
 
 
 def _nothing_ran(report: Report, what: str) -> str:

@@ -136,3 +136,10 @@ class ReplayMocks(pulumi.runtime.Mocks):
 
     def call(self, args: Any) -> Any:
         return self.inner.call(args)
+
+    def outputs(self, typ: str, name: str) -> dict[str, Any]:
+        """The outputs last given to resource (typ, name): certificates and keys the lab itself needs."""
+        kept = self._kept.get((typ, name))
+        if kept is None:
+            raise KeyError(f"no outputs kept for {typ} {name}")
+        return unwrap(kept[2])
