@@ -409,7 +409,11 @@ def registry_proof(ctx: Ctx) -> str:
     with the program's registry certificate) through the program's hosts.toml, trusting only our CA; the
     same pull fails while the CA file is away."""
     lab, s = ctx.lab, ctx.settings
-    reg, worker = s.registry_hosts[0], s.worker_hosts[0]
+    worker = s.worker_hosts[0]
+    # the registry name resolves to the registry LB when the stack has one (ha): the lab's registry then
+    # runs in the LB's host, which answers at that address (the lab has no TCP balancing in front of it)
+    reg = next((h for h in lab.hosts.values() if h.address == s.registry_load_balancer_address),
+               lab.hosts[s.registry_hosts[0].name])
     cert = ctx.mocks.outputs("tls:index/locallySignedCert:LocallySignedCert", "registry-cert")["certPem"]
     key = ctx.mocks.outputs("tls:index/privateKey:PrivateKey", "registry-key")["privateKeyPem"]
     ca_file = "/etc/kubernetes/pki/ca.crt"
