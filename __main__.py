@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import artifacts, etcd_backup
+from components import etcd_backup, prerequisites
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
@@ -15,9 +15,11 @@ from components.registry import Harbor, HarborArgs
 from components.team_access import TeamAccess, TeamAccessArgs
 from components.worker import worker_nodes
 
-settings, secrets = load_settings()
-artifacts.check_bill_of_materials(settings)  # unknown versions fail here, before any resource
+settings, secrets = load_settings()  # every fault (types, rules, bill of materials) before any resource
 etcd_backup.require_valid(settings)  # the day-two settings (backups, rolling batches), likewise
+
+# --- host prerequisites: checked on every host, in parallel, before anything else on any host -------------
+host_prerequisites = prerequisites.first_on_every_host(settings, secrets.ssh_private_key)
 
 # --- PKI -----------------------------------------------------------------------------------------
 pki = ClusterPki("pki", ClusterPkiArgs.from_settings(settings))

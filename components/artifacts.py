@@ -17,7 +17,7 @@ import pulumi
 import pulumi_command as command
 import yaml
 
-from components.config import PROJECT, ConfigError, Settings
+from components.config import ConfigError, Fault, Settings
 from components.templating import render
 
 CHECKSUMS_FILE = Path(__file__).resolve().with_name("artifacts_checksums.yaml")
@@ -90,11 +90,9 @@ def checksum(component: str, version: str, file: str, setting: Optional[str] = N
     versions = table.get(version) or table.get(version.lstrip("v")) or table.get(f"v{version.lstrip('v')}") or {}
     value = versions.get(file)
     if not value:
-        where = f"{PROJECT}:{setting}: " if setting else ""
-        raise ConfigError([
-            f"{where}no digest for {component} {version} ({file}) in {CHECKSUMS_FILE.name}; "
-            f"add the upstream-published digest there before using this version"
-        ])
+        message = (f"no digest for {component} {version} ({file}) in {CHECKSUMS_FILE.name}; "
+                   "add the upstream-published digest there before using this version")
+        raise ConfigError.of([(setting or "", message)])
     algorithm = str(value).split(":", 1)[0] if ":" in str(value) else "sha256"
     digest = str(value).split(":", 1)[-1]
     if algorithm not in ("sha256", "sha512"):
@@ -261,29 +259,40 @@ def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs,
                          [b.checksum]) for b in bins]
 
 
-# --- registry / rancher images (issue 5/6) ----------------------------------------------------------
+# --- registry / rancher images ------------------------------------------------------------------------
 # Harbor's own images ship inside its offline installer (install.sh loads them): none to mirror.
-# Rancher: the minimal set to run the server and import a cluster, pinned to rancherVersion, pushed to
-# Harbor project `rancher` (Rancher's system-default-registry prefixes `rancher/...` with the registry):
-#   rancher (server), rancher-agent (cattle-cluster-agent), rancher-webhook (admission webhook Rancher
-#   deploys to every cluster), fleet + fleet-agent (GitOps controller/agent Rancher always installs),
-#   shell (helm-operation pods Rancher uses to install webhook and fleet charts).
-# The companion tags come from the release's rancher-images.txt; CHECK THEM when adding a version.
+# Rancher's come from the pinned release's own image list, never from a list kept here: the site stages
+# the release assets `rancher-images.txt` and `rancher-images.tar.gz` (made by that release's
+# `rancher-save-images.sh --image-list rancher-images.txt`) under `rancher/<version>/` with a SHA256SUMS.
+# The registry host pushes, to Harbor project `rancher` (Rancher's system-default-registry prefixes
+# `rancher/...` with the registry), every line of that list whose repository Rancher runs for its server
+# and an imported cluster, at the tag the list gives; a repository missing from the list fails the step.
 RANCHER_PROJECT = "rancher"
-RANCHER_COMPANIONS: dict[str, dict[str, str]] = {
-    "v2.12.3": {"rancher-webhook": "v0.8.3", "fleet": "v0.13.4", "fleet-agent": "v0.13.4", "shell": "v0.5.0"},
+RANCHER_IMAGE_LIST = "rancher-images.txt"
+RANCHER_IMAGE_ARCHIVE = "rancher-images.tar.gz"
+# repository -> why it is needed (rancher/rancher v2.14.4 sources that put it in rancher-images.txt; each
+# is a key of OriginMap in pkg/image/origins.go @ v2.14.4, whose keys mirror rancher-images.txt)
+RANCHER_REPOSITORIES: dict[str, str] = {
+    "rancher/rancher": "the server (scripts/package-env IMAGE)",
+    "rancher/rancher-agent": "cattle-cluster-agent on the imported cluster (scripts/package-env AGENT_IMAGE)",
+    "rancher/rancher-webhook": "admission webhook Rancher installs (build.yaml webhookVersion)",
+    "rancher/remotedialer-proxy": "API tunnel proxy Rancher installs (build.yaml remoteDialerProxyVersion)",
+    "rancher/fleet": "GitOps controller Rancher always installs (build.yaml fleetVersion)",
+    "rancher/fleet-agent": "fleet's agent on every cluster (build.yaml fleetVersion)",
+    "rancher/shell": "helm-operation pods that install Rancher's charts (build.yaml defaultShellVersion)",
+    "rancher/kuberlr-kubectl": "kubectl jobs of Rancher's system charts",
+    "rancher/system-upgrade-controller": "the system-upgrade-controller chart "
+                                         "(package/Dockerfile CATTLE_SYSTEM_UPGRADE_CONTROLLER_CHART_VERSION)",
+    "rancher/cluster-api-controller": "the CAPI controller (scripts/package-env CLUSTER_API_CONTROLLER_IMAGE)",
+    "rancher/scc-operator": "SUSE Customer Center operator (build.yaml defaultSccOperatorImage)",
 }
 
 
 def rancher_images(s: Settings) -> list[Image]:
-    companions = RANCHER_COMPANIONS.get(s.rancher_version)
-    if companions is None:
-        raise ConfigError([f"{PROJECT}:rancherVersion: {s.rancher_version} has no image list in "
-                           f"components/artifacts.py RANCHER_COMPANIONS (known: {', '.join(RANCHER_COMPANIONS)}); "
-                           f"add its tags from that release's rancher-images.txt"])
-    tags = {"rancher": s.rancher_version, "rancher-agent": s.rancher_version, **companions}
-    return [Image(name, f"rancher/{name}:{tag}", f"{s.registry_hostname}/{RANCHER_PROJECT}/{name}:{tag}")
-            for name, tag in tags.items()]
+    """The two images whose tag is rancherVersion itself; the rest take their tags from the release list."""
+    return [Image(name, f"rancher/{name}:{s.rancher_version}",
+                  f"{s.registry_hostname}/{RANCHER_PROJECT}/{name}:{s.rancher_version}")
+            for name in ("rancher", "rancher-agent")]
 
 
 # --- ingress-nginx (rancherMode helm: components/ingress.py) ------------------------------------------
@@ -291,7 +300,7 @@ def rancher_images(s: Settings) -> list[Image]:
 # `system` as `ingress-nginx-controller` (upstream's last path component, `controller`, says nothing).
 # The tag is pinned FROM MEMORY (controller-v1.13.x line): check it against the ingress-nginx release
 # (https://github.com/kubernetes/ingress-nginx/releases) and, when mirroring, its published digest.
-INGRESS_NGINX_VERSION = "v1.13.3"
+INGRESS_NGINX_VERSION = "v1.15.1"  # supports Kubernetes 1.31-1.35: components/support_matrix.yaml
 INGRESS_NGINX_IMAGE = f"registry.k8s.io/ingress-nginx/controller:{INGRESS_NGINX_VERSION}"
 
 
@@ -304,17 +313,18 @@ def ingress_images(s: Settings) -> list[Image]:
 
 
 def extra_images(s: Settings) -> list[Image]:
-    return rancher_images(s) + ingress_images(s)
+    """Images mirrored one archive each (Rancher's come from its release list: registry/images.sh.j2)."""
+    return ingress_images(s)
 
 
-def check_bill_of_materials(s: Settings) -> None:
+def check_bill_of_materials(s: Settings) -> list[Fault]:
     """Resolve every binary digest and image tag for the pinned versions, before any resource exists;
-    raise one ConfigError naming every version the bill of materials does not know."""
-    problems: list[str] = []
+    return a fault `(key, message)` for every version the bill of materials does not know (one part of
+    the validation pass in components/config_pass.py)."""
+    faults: list[Fault] = []
     for resolve in (binaries, images):
         try:
             resolve(s)
         except ConfigError as err:
-            problems += err.problems
-    if problems:
-        raise ConfigError(problems)
+            faults += err.faults or [("", p) for p in err.problems]
+    return faults

@@ -7,15 +7,13 @@ plain mapping and is what the tests call. Every fault is reported at once, each 
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 PROJECT = "container-cloud"
 ROLES = ("etcd", "control-plane", "worker", "registry", "rancher")
@@ -30,16 +28,33 @@ _V_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 
+Fault = tuple[str, str]
+"""One fault: the stack key it concerns (without the project prefix, `hosts[3].zone`; "" for none) and
+what is wrong, in the stack file's terms."""
+
+
+def fault_line(fault: Fault) -> str:
+    key, message = fault
+    return f"{PROJECT}:{key}: {message}" if key else message
+
+
 class ConfigError(pulumi.RunError):
     """Raised with every configuration fault, one per line, before any resource is registered."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
+        self.faults: list[Fault] = []
         super().__init__("invalid stack configuration:\n  " + "\n  ".join(problems))
+
+    @classmethod
+    def of(cls, faults: list[Fault]) -> ConfigError:
+        err = cls([fault_line(f) for f in faults])
+        err.faults = list(faults)
+        return err
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
 
 
 class HostSsh(_Model):
@@ -126,6 +141,7 @@ class Settings(_Model):
     public_ports: list[int] = Field(alias="publicPorts")
     artifacts_mirror_url: str = Field(alias="artifactsMirrorUrl")
     artifacts_directory: str = Field(alias="artifactsDirectory")
+    install_host_packages: bool = Field(alias="installHostPackages")
     etcd_backup_interval_hours: int = Field(alias="etcdBackupIntervalHours")
     etcd_backup_retain: int = Field(alias="etcdBackupRetain")
     etcd_backup_host: str = Field(alias="etcdBackupHost")
@@ -211,105 +227,51 @@ class StackSecrets:
 
 
 # --- parsing ------------------------------------------------------------------------------------
-
-
-def _key(loc: tuple[Any, ...]) -> str:
-    out = f"{PROJECT}:"
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if i else "") + str(part)
-    return out
-
-
-def _structure_errors(err: ValidationError) -> list[str]:
-    problems = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        if e["type"] == "missing":
-            problems.append(f"{_key(loc)}: missing (declare it in the stack file)")
-        elif e["type"] == "extra_forbidden":
-            problems.append(f"{_key(loc)}: unknown setting")
-        else:
-            problems.append(f"{_key(loc)}: {e['input']!r} is not valid: {e['msg']}")
-    return problems
-
-
-def _decode(raw: dict[str, Any]) -> dict[str, Any]:
-    """Config values arrive as strings; objects, arrays, numbers and booleans are JSON."""
-    str_fields = {
-        f.alias or n for n, f in Settings.model_fields.items() if f.annotation is str
-    }
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, str) and key not in str_fields:
-            with contextlib.suppress(json.JSONDecodeError):
-                value = json.loads(value)
-        out[key] = value
-    return out
+# The single validation pass lives in components/config_pass.py (types, every rule, the bill of
+# materials); these two entry points call it.
 
 
 def parse_settings(raw: dict[str, Any]) -> Settings:
     """Parse `{key: value}` (keys without the project prefix); raise ConfigError with every fault."""
-    raw = {k: v for k, v in _decode(raw).items() if k not in SECRET_KEYS}
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_structure_errors(err)) from None
-    from components.config_rules import check_settings
+    from components.config_pass import validate
 
-    problems = check_settings(settings)
-    if problems:
-        raise ConfigError(problems)
-    return settings
-
-
-def _declared_keys() -> list[str]:
-    return [f.alias or n for n, f in Settings.model_fields.items()]
+    result = validate(raw)
+    if result.errors or result.settings is None:
+        raise ConfigError.of(result.errors)
+    return result.settings
 
 
 def load_settings() -> tuple[Settings, StackSecrets]:
-    """Read the stack's configuration through the Pulumi SDK (defaults applied from Pulumi.yaml)."""
-    cfg = pulumi.Config(PROJECT)
-    raw: dict[str, Any] = {}
-    for key in _declared_keys():
-        value = cfg.get(key)
-        if value is not None:
-            raw[key] = value
+    """Read the stack's configuration through the Pulumi SDK (defaults applied from Pulumi.yaml), run the
+    validation pass, print its warnings (`pulumi.log.warn`) and raise one ConfigError with every fault."""
+    from components.config_pass import validate
+
     prefix = f"{PROJECT}:"
-    known = set(_declared_keys()) | set(SECRET_KEYS)
-    unknown = [
-        f"{k}: unknown setting"
-        for k in sorted(pulumi.runtime.config.CONFIG.get())
-        if k.startswith(prefix) and k[len(prefix):] not in known
-    ]
-    secret_problems = _secret_problems(raw)
-    try:
-        settings = parse_settings(raw)
-    except ConfigError as err:
-        raise ConfigError(unknown + err.problems + secret_problems) from None
-    if unknown or secret_problems:
-        raise ConfigError(unknown + secret_problems)
-    return settings, StackSecrets(
+    raw = {k[len(prefix):]: v for k, v in pulumi.runtime.config.CONFIG.get().items() if k.startswith(prefix)}
+    result = validate(raw)
+    for warning in result.warnings:
+        pulumi.log.warn(fault_line(warning))
+    errors = result.errors + _secret_problems(raw)
+    if errors or result.settings is None:
+        raise ConfigError.of(errors)
+    cfg = pulumi.Config(PROJECT)
+    return result.settings, StackSecrets(
         ssh_private_key=cfg.require_secret("sshPrivateKey"),
         registry_database_password=cfg.get_secret("registryDatabasePassword") or pulumi.Output.secret(""),
         registry_redis_password=cfg.get_secret("registryRedisPassword") or pulumi.Output.secret(""),
     )
 
 
-def _secret_problems(raw: dict[str, Any]) -> list[str]:
+def _secret_problems(raw: dict[str, Any]) -> list[Fault]:
     def present(key: str) -> bool:
         return bool(pulumi.runtime.config.get_config(f"{PROJECT}:{key}"))
 
-    problems = []
+    problems: list[Fault] = []
     if not present("sshPrivateKey"):
-        problems.append(
-            f"{PROJECT}:sshPrivateKey: missing; set it with "
-            f"`pulumi config set --secret {PROJECT}:sshPrivateKey < ~/.ssh/id_ed25519`"
-        )
+        problems.append(("sshPrivateKey", "missing; set it with "
+                         f"`pulumi config set --secret {PROJECT}:sshPrivateKey < ~/.ssh/id_ed25519`"))
     if raw.get("registryMode") == "ha":
         for key in ("registryDatabasePassword", "registryRedisPassword"):
             if not present(key):
-                problems.append(f"{PROJECT}:{key}: missing; registryMode ha needs it (set it with --secret)")
+                problems.append((key, "missing; registryMode ha needs it (set it with --secret)"))
     return problems

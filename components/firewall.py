@@ -6,8 +6,11 @@ then the catalogue's flows that end on this host, and the stack's firewallExtraR
 atomically with `nft -f` (the file creates, deletes and re-creates the table in one transaction)
 by a HostStep, and re-loaded at boot by a oneshot unit. Delete removes the table, the unit and the file.
 
-Forward is out of scope: the table has no forward hook, so pod traffic after VXLAN decapsulation and
-NodePort traffic DNATed to pods pass untouched (kube-proxy and flannel own that path).
+Forward: on a Docker host (registry, rancher in docker mode) Docker publishes Harbor's and Rancher's
+ports by DNAT in its nat table, so their traffic takes the forward path. The table then has a forward
+chain that applies the same allow-list to connections DNATed to the host's own address (matched on
+the original destination port, `ct original proto-dst`) and drops every other one. Other forward
+traffic (pods after VXLAN decapsulation, Services DNATed to pods) passes untouched.
 
 The props carry the structured rules, the zones, the inventory and the rendered ruleset: what the
 policy pack checks at preview (`containercloud:net:HostFirewall`).
@@ -57,6 +60,7 @@ class FirewallPlan:
     inventory: list[Host]
     ports: dict[str, int | str]
     public_ports: list[int] = field(default_factory=list)
+    docker: bool = False  # Docker publishes ports here: the forward path is filtered too
 
 
 # --- the plan: catalogue x inventory -----------------------------------------------------------------
@@ -152,7 +156,8 @@ def host_rules(s: Settings, host: Host) -> list[FirewallRule]:
 
 def plan(s: Settings, host: Host) -> FirewallPlan:
     return FirewallPlan(host=host, rules=host_rules(s, host), zones=dict(s.zones), inventory=list(s.hosts),
-                        ports=_ports(s, host), public_ports=list(s.public_ports))
+                        ports=_ports(s, host), public_ports=list(s.public_ports),
+                        docker=runs_docker(host, s.rancher_mode))
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -174,9 +179,16 @@ def _rule_view(rule: FirewallRule) -> dict[str, Any]:
     }
 
 
+def runs_docker(host: Host, rancher_mode: str) -> bool:
+    """Whether Docker publishes ports on `host` (Harbor; Rancher in docker mode)."""
+    return host.has("registry") or (host.has("rancher") and rancher_mode == "docker")
+
+
 def render_ruleset(p: FirewallPlan) -> str:
+    family = "ip6" if ":" in p.host.address else "ip"
+    forward = {"family": family, "address": p.host.address} if p.docker else None
     return render("firewall/ruleset.nft.j2", host=p.host.name, zone=p.host.zone, roles=p.host.roles,
-                  default_policy=DEFAULT_POLICY, rules=[_rule_view(r) for r in p.rules])
+                  default_policy=DEFAULT_POLICY, rules=[_rule_view(r) for r in p.rules], forward=forward)
 
 
 def firewall_props(p: FirewallPlan, ruleset: str) -> dict[str, Any]:
@@ -187,6 +199,7 @@ def firewall_props(p: FirewallPlan, ruleset: str) -> dict[str, Any]:
         "address": p.host.address,
         "roles": list(p.host.roles),
         "defaultPolicy": DEFAULT_POLICY,
+        "forwardFiltered": p.docker,
         "rules": [r.props() for r in p.rules],
         "ruleset": ruleset,
         "publicPorts": list(p.public_ports),

@@ -69,6 +69,12 @@ def mirror_image(image: artifacts.Image, registry_hostname: str) -> MirrorImage:
     return MirrorImage(image.name, image.source, image.target, project, repository, tag)
 
 
+def rancher_release_files(s: Settings) -> list[Staged]:
+    """The pinned Rancher release's image list and the archive its rancher-save-images.sh made of it."""
+    return [docker_engine.staged("rancher", s.rancher_version, f)
+            for f in (artifacts.RANCHER_IMAGE_LIST, artifacts.RANCHER_IMAGE_ARCHIVE)]
+
+
 @dataclass(frozen=True)
 class HarborArgs:
     settings: Settings
@@ -153,6 +159,8 @@ def _props(args: HarborArgs) -> dict[str, Any]:
         "sharedStorage": s.registry_shared_storage if args.ha else "",
         "projects": [{"name": n, "public": p} for n, p in PROJECTS],
         "images": [i.target for i in args.images],
+        "rancherImages": {"list": f"rancher/{s.rancher_version}/{artifacts.RANCHER_IMAGE_LIST}",
+                          "repositories": list(artifacts.RANCHER_REPOSITORIES)},
     }
 
 
@@ -299,11 +307,14 @@ class Harbor(pulumi.ComponentResource):
         s = self.args.settings
         conn = host_connection(s, host, self.args.ssh_private_key)
         cache = f"{artifacts.CACHE_DIR}/{host.name}-images"
-        staged = [i.staged for i in self.args.images]
+        rancher = rancher_release_files(s)
+        staged = [i.staged for i in self.args.images] + rancher
         ups = docker_engine.uploads(s, f"{host.name}-images", conn, staged, self)
         body = render("registry/images.sh.j2", hostname=s.registry_hostname, password_path=f"{API_DIR}/admin.password",
-                      images=self.args.images,
-                      uploads=docker_engine.upload_paths(s, staged))
+                      images=self.args.images, rancher_version=s.rancher_version,
+                      rancher_list=artifacts.RANCHER_IMAGE_LIST, rancher_archive=artifacts.RANCHER_IMAGE_ARCHIVE,
+                      rancher_repositories=list(artifacts.RANCHER_REPOSITORIES),
+                      keep=[f.name for f in staged], uploads=docker_engine.upload_paths(s, staged))
         return HostStep(
             f"{host.name}-harbor-images",
             HostStepArgs(host=host.name, connection=conn,

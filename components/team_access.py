@@ -25,6 +25,11 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 # team role -> built-in ClusterRole it is bound to (never cluster-admin)
 CLUSTER_ROLES = {"view": "view", "edit": "edit", "admin": "admin"}
 MANAGED_BY = {"app.kubernetes.io/managed-by": "container-cloud"}
+# Pod Security Admission on team namespaces (kubernetes.io "Enforce Pod Security Standards with Namespace
+# Labels"): block what baseline forbids, warn and audit what restricted would. Without a label PSA admits
+# privileged pods.
+POD_SECURITY = {"pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted"}
 
 
 def group(team: str) -> str:
@@ -111,7 +116,7 @@ class TeamAccess(pulumi.ComponentResource):
         self.register_outputs({"namespaces": list(team.namespaces), "kubeconfig": self.kubeconfig})
 
     def _namespace(self, ns: str, opts: pulumi.ResourceOptions) -> core.Namespace:
-        labels = {**MANAGED_BY, "containercloud/team": self.args.team.name}
+        labels = {**MANAGED_BY, **POD_SECURITY, "containercloud/team": self.args.team.name}
         return core.Namespace(f"{self.args.team.name}-{ns}", metadata=meta.ObjectMetaArgs(name=ns, labels=labels),
                               opts=opts)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -79,6 +80,8 @@ def preview(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    # the program's pulumi.log.warn (config warnings) reaches the root logger under mocks: show it as the CLI would
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING, stream=sys.stderr)
     if args.command == "preview":
         return preview(args)
     return 2

@@ -114,7 +114,7 @@ def test_ruleset_renders_every_rule(dev: ProgramRun) -> None:
         text = props["ruleset"]
         assert text.count("table inet containercloud") == 3  # create, delete, define: one atomic replace
         assert "policy drop;" in text and 'iifname "lo" accept' in text and "ct state established,related" in text
-        assert "hook forward" not in text
+        assert ("hook forward" in text) == props["forwardFiltered"]  # Docker hosts only (issue 12.6)
         for rule in props["rules"]:
             port = int(rule["port"]) if isinstance(rule["port"], float) else rule["port"]
             line = next((ln for ln in text.splitlines() if f"{rule['protocol']} dport {port} accept" in ln
@@ -140,3 +140,29 @@ def test_host_scripts_pass_shellcheck(dev: ProgramRun, tmp_path: Path) -> None:
     assert "nft delete table inet containercloud" in step["deleteScript"]
     files = {f["path"]: f for f in step["files"]}
     assert files["/etc/containercloud/firewall.nft"]["content"] == firewalls(dev)["master-1"]["ruleset"]
+
+
+# --- issue 12.5 / 12.6 ------------------------------------------------------------------------------------
+
+def test_pods_reach_the_apiserver_on_a_control_plane_node(dev: ProgramRun) -> None:
+    """kube-proxy DNATs the kubernetes Service to the node's own address: a pod on that node arrives at
+    input with its pod address on 6443 (as on 10250)."""
+    fws = firewalls(dev)
+    assert "10.244.0.0/16" in sources(fws["master-1"], 6443)
+    assert "10.244.0.0/16" not in sources(fws["worker-1"], 6443)
+
+
+def test_docker_hosts_filter_the_forward_path_with_the_same_allow_list(dev: ProgramRun, dev_helm: ProgramRun) -> None:
+    fws = firewalls(dev)
+    for host in ("harbor-1", "rancher-1"):
+        props = fws[host]
+        assert props["forwardFiltered"] is True
+        ruleset = props["ruleset"]
+        assert "type filter hook forward" in ruleset
+        assert f"ct status dnat ct original ip daddr {props['address']} jump published" in ruleset
+        published = ruleset.split("chain published {", 1)[1]
+        assert "ct original proto-dst 443 accept" in published and "\t\tdrop" in published
+    for host in ("master-1", "worker-1"):
+        assert fws[host]["forwardFiltered"] is False and "hook forward" not in fws[host]["ruleset"]
+    # helm mode: Rancher runs on the cluster (ingress-nginx on the host network), no Docker on its host
+    assert firewalls(dev_helm)["rancher-1"]["forwardFiltered"] is False

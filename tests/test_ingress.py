@@ -24,7 +24,7 @@ RANCHER = "containercloud:rancher:RancherServer"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 COMMAND = "command:remote:Command"
 LABEL = "node-role.containercloud.io/rancher"
-TAG = "v1.13.3"
+TAG = "v1.15.1"
 
 
 def settings_of(stack: str) -> Settings:

@@ -101,8 +101,8 @@ def zones() -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def listeners(ns: str) -> Iterator[None]:
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, *map(str, PORTS)],
+def listeners(ns: str, ports: tuple[int, ...] = PORTS) -> Iterator[None]:
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, *map(str, ports)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -114,8 +114,8 @@ def listeners(ns: str) -> Iterator[None]:
         proc.communicate(timeout=10)
 
 
-def probe(ns: str, host: str) -> dict[int, str]:
-    out = sh(sys.executable, "-c", PROBE, host, *map(str, PORTS), ns=ns)
+def probe(ns: str, host: str, ports: tuple[int, ...] = PORTS) -> dict[int, str]:
+    out = sh(sys.executable, "-c", PROBE, host, *map(str, ports), ns=ns)
     return {int(k): v for k, v in json.loads(out.stdout).items()}
 
 
@@ -174,3 +174,78 @@ def test_kernel_enforces_the_zone_matrix(dev_firewalls: dict[str, dict[str, Any]
 
         sh("nft", "delete", "table", "inet", "containercloud", ns=ns["inside"])
         assert probe(ns["dmz"], INSIDE_ADDR) == {p: "open" for p in PORTS}, "delete must restore the host"
+
+
+# --- issue 12.5 and 12.6: DNATed traffic, with the rendered rulesets and real nft -------------------------
+
+@contextlib.contextmanager
+def namespaces(*names: str) -> Iterator[dict[str, str]]:
+    tag = uuid.uuid4().hex[:6]
+    ns = {name: f"cc-{name[:6]}-{tag}" for name in names}
+    try:
+        for real in ns.values():
+            sh("ip", "netns", "add", real)
+            sh("ip", "link", "set", "lo", "up", ns=real)
+        yield ns
+    finally:
+        for real in ns.values():
+            subprocess.run(["ip", "netns", "del", real], capture_output=True, timeout=30)
+
+
+def link(a: str, a_addr: str, b: str, b_addr: str) -> None:
+    """A veth pair between namespaces a and b, each end with its /24 address."""
+    ia, ib = f"v{uuid.uuid4().hex[:8]}", f"v{uuid.uuid4().hex[:8]}"
+    sh("ip", "link", "add", ia, "netns", a, "type", "veth", "peer", "name", ib, "netns", b)
+    for ns, dev, addr in ((a, ia, a_addr), (b, ib, b_addr)):
+        sh("ip", "addr", "add", f"{addr}/24", "dev", dev, ns=ns)
+        sh("ip", "link", "set", dev, "up", ns=ns)
+
+
+def dnat(ns: str, daddr: str, dport: int, to: str) -> None:
+    """What Docker (published ports) or kube-proxy (Services) do: DNAT in the nat table, here with nft."""
+    sh("nft", "-f", "-", ns=ns, input=(
+        "table ip dnatsim {\n chain prerouting {\n  type nat hook prerouting priority dstnat;\n"
+        f"  ip daddr {daddr} tcp dport {dport} dnat to {to}\n }}\n}}\n"))
+
+
+def test_a_pod_on_the_control_plane_reaches_the_apiserver_through_the_service(
+        dev_firewalls: dict[str, dict[str, Any]], tmp_path: Any) -> None:
+    """kube-proxy DNATs 10.96.0.1:443 to master-1:6443; the packet is local, so input sees the pod address."""
+    master = dev_firewalls["master-1"]
+    ruleset = tmp_path / "master-1.nft"
+    ruleset.write_text(master["ruleset"])
+    with namespaces("master", "pod") as ns:
+        link(ns["master"], "10.244.0.1", ns["pod"], "10.244.0.5")  # the node's pod bridge (cni0)
+        sh("ip", "addr", "add", f"{INSIDE_ADDR}/32", "dev", "lo", ns=ns["master"])
+        sh("ip", "route", "add", "default", "via", "10.244.0.1", ns=ns["pod"])
+        dnat(ns["master"], "10.96.0.1", 443, f"{INSIDE_ADDR}:6443")
+        with listeners(ns["master"], (6443, 2379)):
+            sh("nft", "-f", str(ruleset), ns=ns["master"])
+            assert probe(ns["pod"], "10.96.0.1", (443,)) == {443: "open"}
+            assert probe(ns["pod"], INSIDE_ADDR, (2379,)) == {2379: "timeout"}  # etcd stays closed to pods
+
+
+HARBOR_ADDR, STRANGER_ADDR, CONTAINER_ADDR = "203.0.113.10", "192.0.2.99", "172.17.0.2"
+
+
+def test_docker_published_port_obeys_the_allow_list(dev_firewalls: dict[str, dict[str, Any]], tmp_path: Any) -> None:
+    """Docker DNATs harbor-1:443 to a container: forward path. An INSIDE host may connect, a stranger may not."""
+    harbor = dev_firewalls["harbor-1"]
+    assert harbor["address"] == HARBOR_ADDR
+    ruleset = tmp_path / "harbor-1.nft"
+    ruleset.write_text(harbor["ruleset"])
+    with namespaces("router", "harbor", "ctr", "inside", "stranger") as ns:
+        for zone, addr, gw in (("harbor", HARBOR_ADDR, "203.0.113.1"), ("inside", INSIDE_ADDR, "198.51.100.1"),
+                               ("stranger", STRANGER_ADDR, "192.0.2.1")):
+            link(ns[zone], addr, ns["router"], gw)
+            sh("ip", "route", "add", "default", "via", gw, ns=ns[zone])
+        link(ns["harbor"], "172.17.0.1", ns["ctr"], CONTAINER_ADDR)  # docker0 and the container
+        sh("ip", "route", "add", "default", "via", "172.17.0.1", ns=ns["ctr"])
+        for name in ("router", "harbor"):
+            sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns[name])
+        dnat(ns["harbor"], HARBOR_ADDR, 443, f"{CONTAINER_ADDR}:443")
+        with listeners(ns["ctr"], (443,)):
+            assert probe(ns["stranger"], HARBOR_ADDR, (443,)) == {443: "open"}, "DNAT path broken before the firewall"
+            sh("nft", "-f", str(ruleset), ns=ns["harbor"])
+            assert probe(ns["inside"], HARBOR_ADDR, (443,)) == {443: "open"}
+            assert probe(ns["stranger"], HARBOR_ADDR, (443,)) == {443: "timeout"}

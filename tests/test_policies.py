@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import copy
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import pytest
-from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy import EnforcementLevel, PolicyResource, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from policy.rules import credentials, hardening, network, pki, rbac
+from offline.engine.runner import ProgramRun
+from policy.rules import credentials, hardening, host_artifacts, network, pki, rbac
+from policy.rules.artifacts import exec_start, host_files, parse_ruleset
 from policy.rules.common import HOST_FIREWALL, HOST_STEP, REMOTE_COMMAND
 
 FW = HOST_FIREWALL
@@ -26,10 +32,19 @@ PORTS = {"sshPort": 22.0, "apiServerPort": 6443.0, "flannelVxlanPort": 8472.0, "
 RULESET = "table inet containercloud {\n chain input {\n  type filter hook input priority filter; policy drop;\n }\n}\n"
 
 
+def render(rules: list[dict[str, Any]]) -> str:
+    """A ruleset as the firewall template writes it: one accept line per rule (the rules are what is judged)."""
+    lines = []
+    for r in rules:
+        port = r["port"] if isinstance(r["port"], str) else int(r["port"])
+        lines.append(f' ip saddr {{ {", ".join(r["sources"])} }} {r["protocol"]} dport {port} accept comment "test"\n')
+    return RULESET.replace(" }\n}\n", "".join(lines) + " }\n}\n")
+
+
 def firewall(host: str, rules: list[dict[str, Any]], public: list[float] | None = None) -> dict[str, Any]:
     h = next(i for i in INVENTORY if i["name"] == host)
     return {"host": host, "zone": h["zone"], "address": h["address"], "roles": h["roles"], "defaultPolicy": "drop",
-            "rules": rules, "ruleset": RULESET, "publicPorts": public or [], "zones": ZONES,
+            "rules": rules, "ruleset": render(rules), "publicPorts": public or [], "zones": ZONES,
             "etcdPeers": [i["address"] for i in INVENTORY if {"etcd", "control-plane"} & set(i["roles"])],
             "nodeAddresses": ([i["address"] for i in INVENTORY if {"worker", "control-plane"} & set(i["roles"])]
                               if h["zone"] == "inside" else []),
@@ -109,10 +124,18 @@ def test_no_any_source_on_inside_unless_public() -> None:
 
 def test_default_drop() -> None:
     assert run(network.validate_default_drop, FW, firewall("master-1", MASTER_OK)) == []
-    accept = firewall("master-1", MASTER_OK) | {"defaultPolicy": "accept"}
-    assert run(network.validate_default_drop, FW, accept)
-    no_drop = firewall("master-1", MASTER_OK) | {"ruleset": RULESET.replace("policy drop;", "policy accept;")}
+    no_drop = firewall("master-1", MASTER_OK) | {"ruleset": render(MASTER_OK).replace("policy drop;", "policy accept;")}
     assert run(network.validate_default_drop, FW, no_drop)
+    no_input = firewall("master-1", MASTER_OK) | {"ruleset": render(MASTER_OK).replace("hook input", "hook output")}
+    assert run(network.validate_default_drop, FW, no_input)
+
+
+def test_the_structured_rules_are_a_summary_the_ruleset_is_judged() -> None:
+    summary_ok = firewall("master-1", MASTER_OK) | {"ruleset": render(MASTER_OK + [rule(2379, ["203.0.113.0/24"])])}
+    assert run(network.validate_zone_matrix, FW, summary_ok)
+    assert run(network.validate_etcd_ports, FW, summary_ok)
+    extra_line = render(MASTER_OK).replace(" }\n}\n", " tcp dport 8080 accept\n }\n}\n")
+    assert run(network.validate_no_any_source, FW, firewall("master-1", MASTER_OK) | {"ruleset": extra_line})
 
 
 def _stack(resources: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str | None]]:
@@ -137,57 +160,77 @@ def test_every_host_firewalled() -> None:
     assert steps_only == [("host harbor-1 has no HostFirewall (containercloud:net:HostFirewall)", None)]
 
 
-# --- 5. apiserver ----------------------------------------------------------------------------------------------
+# --- 5. host artifacts: the parsers and the rules that read HostStep files -------------------------------------
 
-FLAGS = {"anonymous-auth": "false", "authorization-mode": "Node,RBAC", "service-node-port-range": "30000-32767",
-         "secure-port": "6443", "encryption-provider-config": "/etc/kubernetes/encryption-config.yaml"}
-CP = "containercloud:k8s:ControlPlane"
+UNIT = """[Unit]
+Description=x
+ExecStart=/bin/false --not-this=1
 
-
-def test_apiserver_hardening() -> None:
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS, "nodePortRange": "30000-32767"}) == []
-    for change in ({"anonymous-auth": "true"}, {"authorization-mode": "AlwaysAllow"}, {"authorization-mode": "RBAC"},
-                   {"insecure-port": "8080"}, {"basic-auth-file": "/etc/k/basic.csv"},
-                   {"token-auth-file": "/etc/k/tokens.csv"}, {"service-node-port-range": "80-65535"}):
-        assert len(run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | change})) == 1, change
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS | {"insecure-port": "0"}}) == []
-    no_encryption = {k: v for k, v in FLAGS.items() if k != "encryption-provider-config"}
-    assert len(run(hardening.validate_apiserver, CP, {"apiserverFlags": no_encryption})) == 1
-    flags = {k: v for k, v in FLAGS.items() if k != "anonymous-auth"}
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": flags}), "unset anonymous-auth defaults to true"
-    assert run(hardening.validate_apiserver, CP, {"apiserverFlags": FLAGS, "nodePortRange": "80-65535"})
-    assert run(hardening.validate_apiserver, CP, {})
+[Service]
+ExecStart=/usr/local/bin/kube-apiserver \\
+  --anonymous-auth=false \\
+  --authorization-mode Node,RBAC \\
+  --profiling \\
+  -H tcp://0.0.0.0:2375
+Restart=always
+"""
 
 
-# --- 6. kubelet ----------------------------------------------------------------------------------------------------
+def test_unit_parser_reads_flags_with_their_lines() -> None:
+    cmd = exec_start(UNIT)
+    assert cmd is not None and cmd.binary == "/usr/local/bin/kube-apiserver" and cmd.line == 6
+    assert cmd.get("anonymous-auth") == "false" and cmd.line_of("anonymous-auth") == 7
+    assert cmd.get("authorization-mode") == "Node,RBAC" and cmd.get("profiling") == "true"
+    assert cmd.get("H") == "tcp://0.0.0.0:2375" and cmd.get("not-this") is None
+    assert exec_start("[Unit]\nDescription=none\n") is None
 
-KUBELET: dict[str, Any] = {"authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
-           "authorization": {"mode": "Webhook"}, "readOnlyPort": 0.0}
+
+def test_nft_parser_reads_chains_sources_and_ports() -> None:
+    text = ("table inet t {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n"
+            "\t\tct state established,related accept\n"
+            '\t\tip saddr { 10.0.0.1/32, 10.0.0.2/32 } tcp dport 2379 accept comment "etcd [k8s]"\n'
+            "\t\ttcp dport { 80, 8000-8100 } accept\n\t}\n}\n")
+    (chain,) = parse_ruleset(text)
+    assert (chain.name, chain.hook, chain.policy) == ("input", "input", "drop")
+    assert chain.rules[0].baseline
+    assert chain.rules[1].saddr == ["10.0.0.1/32", "10.0.0.2/32"] and chain.rules[1].dports == ["2379"]
+    assert chain.rules[1].line == 5 and chain.rules[1].verdict == "accept"
+    assert chain.rules[2].saddr is None and chain.rules[2].dports == ["80", "8000-8100"]
+
+
+def step(files: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"host": "master-1", "step": "s", "script": "true", "deleteScript": "true",
+            "files": [{"mode": "0644", "secret": False} | f for f in files]}
+
+
+def test_apiserver_rule_reads_the_unit_file() -> None:
+    path = host_artifacts.APISERVER_UNIT
+    found = run(host_artifacts.validate_apiserver_unit, HOST_STEP, step([{"path": path, "content": UNIT}]))
+    assert any(m.startswith(f"master-1 {path}:9: --profiling is true") and "CIS 1.2.15" in m for m in found)
+    assert not any("anonymous-auth" in m for m in found)
+    unknown = step([{"path": path, "content": UNKNOWN_STRING_VALUE}])
+    assert run(host_artifacts.validate_apiserver_unit, HOST_STEP, unknown) == []
+
+
+def test_secret_files_must_be_marked_and_private() -> None:
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMII\n-----END RSA PRIVATE KEY-----\n"
+    assert run(host_artifacts.validate_secret_files, HOST_STEP, step([{"path": "/k.key", "content": key}]))
+    ok = step([{"path": "/k.key", "content": key, "secret": True, "mode": "0600"}])
+    assert run(host_artifacts.validate_secret_files, HOST_STEP, ok) == []
+    loose = step([{"path": "/k.key", "content": key, "secret": True, "mode": "0644"}])
+    assert run(host_artifacts.validate_secret_files, HOST_STEP, loose)
+
+
 WN = "containercloud:k8s:WorkerNode"
-
-
-def test_kubelet_hardening() -> None:
-    assert run(hardening.validate_kubelet, WN, {"kubeletConfig": KUBELET}) == []
-    for path, value in ((("authentication", "anonymous", "enabled"), True),
-                        (("authentication", "webhook", "enabled"), False),
-                        (("authorization", "mode"), "AlwaysAllow"), (("readOnlyPort",), 10255.0)):
-        bad = copy.deepcopy(KUBELET)
-        target: Any = bad
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
-        assert len(run(hardening.validate_kubelet, WN, {"kubeletConfig": bad})) == 1, path
-    assert run(hardening.validate_kubelet, WN, {})
 
 
 # --- 7. registry ----------------------------------------------------------------------------------------------------
 
 
 def test_registry_https_only() -> None:
-    ok = {"https": True, "hostname": "harbor-1", "script": '{"insecure-registries": []}'}
+    ok = {"hostname": "harbor-1", "script": '{"insecure-registries": []}'}
     assert run(hardening.validate_registry_https, "containercloud:registry:Harbor", ok) == []
-    assert run(hardening.validate_registry_https, "containercloud:registry:Harbor", ok | {"https": False})
-    assert run(hardening.validate_registry_https, WN, {"insecureRegistries": [], "kubeletConfig": KUBELET}) == []
+    assert run(hardening.validate_registry_https, WN, {"insecureRegistries": []}) == []
     assert run(hardening.validate_registry_https, WN, {"insecureRegistries": ["harbor-1:443"]})
     for text in ('{"insecure-registries": ["harbor-1:5000"]}', "dockerd --insecure-registry harbor-1:5000",
                  "insecure_registries = [\"harbor-1\"]", "[plugins.x.configs.\"harbor-1\".tls]\n"
@@ -262,3 +305,92 @@ def test_rbac_no_anonymous_bindings() -> None:
     for name in rbac.FORBIDDEN_SUBJECTS:
         bad = {"roleRef": {"name": "view"}, "subjects": [{"kind": "Group", "name": name}]}
         assert run(rbac.validate_rbac, crb, bad) and run(rbac.validate_rbac, rbac.BINDING_TYPES[0], bad)
+
+
+def test_readme_lists_every_rule_with_its_level() -> None:
+    from pathlib import Path
+
+    from policy.rules.pack import POLICIES
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    for p in POLICIES:
+        level = "advisory" if p.enforcement_level == EnforcementLevel.ADVISORY else "mandatory"
+        assert re.search(rf"^\| [^|]*`{re.escape(p.name)}`[^|]*\| {level} \|", readme, re.M), p.name
+
+
+# --- the nftables parser against the real nft: what the pack reads is what the kernel loads ------------------
+
+
+def _nft_values(right: Any) -> list[str]:
+    values = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    out = []
+    for v in values:
+        if isinstance(v, dict) and "prefix" in v:
+            out.append(str(ipaddress.ip_network(f"{v['prefix']['addr']}/{v['prefix']['len']}")))
+        elif isinstance(v, dict) and "range" in v and isinstance(v["range"][0], str):
+            low, high = (ipaddress.ip_address(a) for a in v["range"])
+            out += [str(n) for n in ipaddress.summarize_address_range(low, high)]  # type: ignore[arg-type]
+        elif isinstance(v, dict) and "range" in v:
+            out.append(f"{v['range'][0]}-{v['range'][1]}")
+        elif isinstance(v, str) and ("." in v or ":" in v):
+            out.append(str(ipaddress.ip_network(v)))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _collapsed(networks: list[str]) -> list[str]:
+    nets = [ipaddress.ip_network(n) for n in networks]
+    return sorted(str(n) for n in ipaddress.collapse_addresses(nets))  # type: ignore[type-var]
+
+
+def _loaded(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
+    """(chain policy or verdict, saddr, dports, protocol) per chain and rule, as nft itself loaded them."""
+    done = subprocess.run(["unshare", "-n", "sh", "-c", "nft -f - && nft -j list ruleset"], input=text,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot load a ruleset in a private netns here: {done.stderr.strip()}")
+    chains: dict[str, list[tuple[str, Any, Any, Optional[str]]]] = {}  # nft -j lists every chain, then every rule
+    for item in json.loads(done.stdout)["nftables"]:
+        if "chain" in item:
+            chains[item["chain"]["name"]] = [(f"policy {item['chain'].get('policy')}", None, None, None)]
+        elif "rule" in item:
+            out = chains[item["rule"]["chain"]]
+            saddr = dports = proto = None
+            verdict = next((k for e in item["rule"]["expr"] for k in ("accept", "drop", "jump") if k in e), "")
+            for e in item["rule"]["expr"]:
+                left = e.get("match", {}).get("left", {})
+                if left.get("payload", {}).get("field") == "saddr":
+                    saddr = _collapsed(_nft_values(e["match"]["right"]))
+                if left.get("payload", {}).get("field") == "dport":
+                    dports, proto = sorted(_nft_values(e["match"]["right"])), left["payload"]["protocol"]
+                if left.get("meta", {}).get("key") == "l4proto":
+                    proto = e["match"]["right"]
+                if left.get("ct", {}).get("key") == "proto-dst":
+                    dports = sorted(_nft_values(e["match"]["right"]))
+            out.append((verdict, saddr, dports, proto))
+    return [entry for rules in chains.values() for entry in rules]
+
+
+def _parsed(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
+    out: list[tuple[str, Any, Any, Optional[str]]] = []
+    for chain in parse_ruleset(text):
+        out.append((f"policy {chain.policy}", None, None, None))
+        for r in chain.rules:
+            saddr = _collapsed(r.saddr) if r.saddr is not None else None
+            out.append((r.verdict or "", saddr, sorted(r.dports) if r.protocol else None, r.protocol))
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("nft") or not shutil.which("unshare"), reason="nft or unshare missing")
+def test_nft_parser_agrees_with_nft(dev: ProgramRun, ha: ProgramRun) -> None:
+    rulesets = {f"{run.stack}:{f.host}": f.content for run in (dev, ha) for reg in run.of_type(HOST_STEP)
+                for f in host_files(reg.plain_inputs) if f.path.endswith(".nft") and f.content}
+    assert len(rulesets) >= 19
+    extra = rulesets["dev:master-1"].replace(
+        '\t\tiifname "lo" accept\n',
+        '\t\tiifname "lo" accept\n\t\ttcp dport 8080 accept\n\t\tip saddr 0.0.0.0/0 udp dport { 8472, 10250-10259 } '
+        'accept comment "x"\n\t\tip saddr { 10.0.0.0/8, 192.0.2.7 } tcp dport 2379 drop\n')
+    rulesets["edited"] = extra.replace("policy drop;", "policy accept;")
+    for name, text in rulesets.items():
+        assert _parsed(text) == _loaded(text), name

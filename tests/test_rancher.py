@@ -28,7 +28,7 @@ def test_docker_mode_runs_rancher_from_harbor_with_our_ca(dev: ProgramRun, tmp_p
     assert props["systemDefaultRegistry"] == "harbor.corp.example" and props["privateCa"] is True
     script = dev.named("rancher-1-rancher", STEP).plain_inputs["script"]
     assert "-e CATTLE_SYSTEM_DEFAULT_REGISTRY=harbor.corp.example" in script
-    assert "harbor.corp.example/rancher/rancher:v2.12.3" in script
+    assert "harbor.corp.example/rancher/rancher:v2.14.4" in script
     assert "--restart=unless-stopped --privileged" in script
     assert "-p 443:443" in script and "-p 80" not in script
     assert "/opt/rancher:/var/lib/rancher" in script and "/ping" in script
@@ -107,7 +107,7 @@ def test_helm_mode_checks_local_instead_of_importing_twice(ha: ProgramRun) -> No
 def test_helm_mode_chart_values_and_secrets(ha: ProgramRun, tmp_path: Path) -> None:
     release = ha.of_type(RELEASE)[0]
     inputs = release.plain_inputs
-    assert inputs["chart"] == "artifacts/charts/rancher-2.12.3.tgz" and inputs["namespace"] == "cattle-system"
+    assert inputs["chart"] == "artifacts/charts/rancher-2.14.4.tgz" and inputs["namespace"] == "cattle-system"
     values = inputs["values"]
     assert values["systemDefaultRegistry"] == "harbor.corp.example"
     assert values["privateCA"] is True and values["ingress"]["tls"]["source"] == "secret"

@@ -187,20 +187,21 @@ def test_image_mirror_pushes_every_pinned_image_and_verifies_digests(dev: Progra
     step = dev.named("harbor-1-harbor-images", STEP)
     script = full_script(dev, "harbor-1-harbor-images")
     wanted = artifacts.images(s)
-    assert {i.name for i in wanted} >= {"pause", "flannel", "coredns", "rancher", "rancher-agent", "rancher-webhook",
-                                        "fleet", "fleet-agent", "shell"}
+    assert {i.name for i in wanted} >= {"pause", "flannel", "coredns"}
     for image in wanted:
-        project = "system" if image.name in ("pause", "flannel", "flannel-cni-plugin", "coredns") else "rancher"
-        assert image.target.startswith(f"harbor.corp.example/{project}/")
+        assert image.target.startswith("harbor.corp.example/system/")
         assert f"mirror_image {image.name}_{image.target.rsplit(':', 1)[1]}.tar {image.source} {image.target}" in script
-    rancher = next(i for i in wanted if i.name == "rancher")
-    assert rancher.target == f"harbor.corp.example/rancher/rancher:{s.rancher_version}"
+    # Rancher's images: the lines of the release's rancher-images.txt (issue 12.7), staged with its archive
+    assert not [i for i in wanted if i.source.startswith("rancher/")]
+    assert f"rancher_selection \"$cache\"/rancher-images.txt {' '.join(artifacts.RANCHER_REPOSITORIES)}" in script
     assert "--password-stdin" in script and "docker login" in script
     assert 'have != "$want"' in script  # the pushed digest is compared with Harbor's
     assert dev.named("harbor-1-harbor-projects", COMMAND).urn in step.dependencies
     # directory mode: each archive and the SHA256SUMS it is checked against are uploaded
     uploads = {r.name for r in dev.of_type("command:remote:CopyToRemote") if r.name.startswith("harbor-1-images")}
-    assert "harbor-1-images-upload-images-SHA256SUMS" in uploads and len(uploads) == len(wanted) + 1
+    rancher = f"harbor-1-images-upload-rancher-{s.rancher_version}"
+    assert {f"{rancher}-rancher-images.txt", f"{rancher}-rancher-images.tar.gz", f"{rancher}-SHA256SUMS"} <= uploads
+    assert "harbor-1-images-upload-images-SHA256SUMS" in uploads and len(uploads) == len(wanted) + 1 + 3
 
 
 def test_no_credential_on_a_command_line(dev: ProgramRun, ha: ProgramRun) -> None:
@@ -283,3 +284,117 @@ def test_stage_refuses_a_tampered_or_unlisted_file(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     missing = _stage(tmp_path / "b", b"installer\n", f"{digest}  other.tgz\n")
     assert missing.returncode != 0 and "no sha256 line" in missing.stderr
+
+
+# --- issue 12.1: Harbor's health answer is parsed as JSON -------------------------------------------------
+
+HARBOR_HEALTH = {  # the shape /api/v2.0/health answers (issue 12.1): components first, then the overall status
+    "healthy": '{"components":[{"name":"core","status":"healthy"},{"name":"database","status":"healthy"}],'
+               '"status":"healthy"}',
+    "unhealthy": '{"components":[{"name":"core","status":"healthy"},{"name":"redis","status":"unhealthy"}],'
+                 '"status":"unhealthy"}',
+}
+
+
+def _run_health_wait(dev: ProgramRun, tmp_path: Path, answer: str) -> subprocess.CompletedProcess[str]:
+    script = full_script(dev, "harbor-1-harbor")
+    start = script.index("healthy=0\n")
+    end = script.index("fi\n", script.index("if (( ! healthy ))")) + 3
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text(f"#!/bin/sh\nprintf '%s' '{answer}'\n")
+    (bin_dir / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    body = "set -euo pipefail\n" + script[start:end]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+
+
+def test_harbor_wait_accepts_the_real_health_answer(dev: ProgramRun, tmp_path: Path) -> None:
+    assert _run_health_wait(dev, tmp_path, HARBOR_HEALTH["healthy"]).returncode == 0
+
+
+def test_harbor_wait_refuses_an_unhealthy_answer(dev: ProgramRun, tmp_path: Path) -> None:
+    r = _run_health_wait(dev, tmp_path, HARBOR_HEALTH["unhealthy"])
+    assert r.returncode == 1 and "is not healthy" in r.stderr
+
+
+# --- issue 12.7: Rancher's images come from the pinned release's rancher-images.txt ------------------------
+
+# An excerpt in the release list's format (one image per line; OCI chart entries since v2.14); the tags are
+# test data: the step takes every tag from the staged list itself.
+RELEASE_LIST = """rancher/charts/rancher-webhook:109.0.5+up0.10.9
+rancher/cluster-api-controller:v1.12.7
+rancher/fleet-agent:v0.15.5
+rancher/fleet:v0.15.5
+rancher/hardened-etcd:v3.6.12-k3s1-build20260701
+rancher/kuberlr-kubectl:v7.1.0
+rancher/rancher-agent:{v}
+rancher/rancher-webhook:v0.10.9
+rancher/rancher:{v}
+rancher/remotedialer-proxy:v0.7.4
+rancher/scc-operator:v0.5.0
+rancher/shell:v0.7.1
+rancher/system-agent-installer-rke2:v1.35.5-rke2r1
+rancher/system-upgrade-controller:v0.17.0
+"""
+
+
+def _selection(dev: ProgramRun, tmp_path: Path, listing: str) -> subprocess.CompletedProcess[str]:
+    script = full_script(dev, "harbor-1-harbor-images")
+    start = script.index("rancher_selection() {")
+    end = script.index("\n}\n", start) + 3
+    call = next(ln for ln in script.splitlines() if ln.startswith("selection=$(rancher_selection"))
+    (tmp_path / "rancher-images.txt").write_text(listing)
+    body = (f"set -euo pipefail\ncache={tmp_path}\n" + script[start:end] + call + "\nprintf '%s\\n' \"$selection\"\n")
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True)
+
+
+def test_rancher_images_are_the_release_lists_lines_for_what_rancher_runs(dev: ProgramRun, tmp_path: Path) -> None:
+    v = settings_of("dev").rancher_version
+    r = _selection(dev, tmp_path, RELEASE_LIST.format(v=v))
+    assert r.returncode == 0, r.stderr
+    picked = set(r.stdout.split())
+    assert {f"rancher/rancher:{v}", f"rancher/rancher-agent:{v}", "rancher/remotedialer-proxy:v0.7.4",
+            "rancher/system-upgrade-controller:v0.17.0", "rancher/kuberlr-kubectl:v7.1.0",
+            "rancher/cluster-api-controller:v1.12.7", "rancher/scc-operator:v0.5.0"} <= picked
+    assert {line.split(":")[0] for line in picked} == set(artifacts.RANCHER_REPOSITORIES)
+    assert not [p for p in picked if "hardened" in p or "charts/" in p or "installer" in p]
+
+
+def test_a_release_list_without_a_needed_repository_fails_naming_it(dev: ProgramRun, tmp_path: Path) -> None:
+    v = settings_of("dev").rancher_version
+    listing = "\n".join(ln for ln in RELEASE_LIST.format(v=v).splitlines()
+                        if not ln.startswith(("rancher/remotedialer-proxy", "rancher/rancher:")))
+    r = _selection(dev, tmp_path, listing + "\n")
+    assert r.returncode == 1
+    assert "does not list: " in r.stderr and "rancher/remotedialer-proxy" in r.stderr
+    assert f"rancher/rancher:{v}" in r.stderr
+
+
+# --- issue 12.4: Harbor HA on NFS: root must be able to chown to Harbor's 10000:10000 ---------------------
+
+def _chown_probe(ha: ProgramRun, tmp_path: Path, chown_works: bool) -> subprocess.CompletedProcess[str]:
+    script = full_script(ha, "harbor-1-registry-storage")
+    block = script[script.index("probe="):]
+    mount_point = settings_of("ha").registry_data_path
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "chown").write_text("#!/bin/sh\nexit 0\n" if chown_works else
+                                   "#!/bin/sh\necho 'chown: Operation not permitted' >&2\nexit 1\n")
+    (bin_dir / "chown").chmod(0o755)
+    body = "set -euo pipefail\n" + block.replace(mount_point, str(tmp_path))
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+
+
+def test_nfs_storage_refuses_a_root_squashed_export_with_what_it_must_allow(ha: ProgramRun, tmp_path: Path) -> None:
+    r = _chown_probe(ha, tmp_path, chown_works=False)
+    assert r.returncode == 1 and "no_root_squash" in r.stderr and "10000:10000" in r.stderr
+    assert not list(tmp_path.glob(".containercloud-*"))
+
+
+def test_nfs_storage_accepts_an_export_root_can_chown_on(ha: ProgramRun, tmp_path: Path) -> None:
+    assert _chown_probe(ha, tmp_path, chown_works=True).returncode == 0
+    assert not list(tmp_path.glob(".containercloud-*"))

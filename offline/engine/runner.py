@@ -148,15 +148,17 @@ async def _drain_outputs() -> None:
 
 def run_program(stack: str = "dev", overrides: Optional[dict[str, Any]] = None, preview: bool = False,
                 keys: Optional[KeyFactory] = None, stack_file: Optional[Path] = None,
-                program: Path = ROOT / "__main__.py") -> ProgramRun:
-    """Run __main__.py for `stack`. A program error is returned in `.error`, never swallowed silently."""
+                program: Path = ROOT / "__main__.py", mocks: Optional[pulumi.runtime.Mocks] = None) -> ProgramRun:
+    """Run __main__.py for `stack`. A program error is returned in `.error`, never swallowed silently.
+    `mocks` replaces the high-fidelity mocks (the host lab passes a wrapper that replays the outputs of
+    unchanged resources, as the engine keeps them in its state)."""
     config = load_stack_config(stack, overrides, stack_file=stack_file)
     # As pulumi.runtime.test does: forget the RPCs and tracked outputs of any earlier run in this process
     # (the SDK's final wait walks every tracked output; leftovers make later runs slower and slower).
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
     pulumi.runtime.set_all_config(config.values, config.secret_keys)
-    monitor = RecordingMonitor(HighFidelityMocks(keys))
+    monitor = RecordingMonitor(mocks or HighFidelityMocks(keys))
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     root = pulumi.runtime.settings.get_root_resource()
     if root is not None and getattr(root, "outputs", None) is not None:

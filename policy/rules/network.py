@@ -4,6 +4,10 @@ They read `containercloud:net:HostFirewall` props (config-derived, known at prev
 `{host, zone, address, roles, defaultPolicy, rules: [{port, protocol, sources, purpose, source}],
 ruleset, publicPorts, zones: {name: cidr}, etcdPeers: [etcd and control-plane addresses],
 nodeAddresses: [Kubernetes node addresses, on INSIDE hosts], ports}`.
+
+What is judged is `ruleset`: the very text the firewall's HostStep writes to the host and loads with
+`nft -f`, parsed by policy/rules/artifacts/nft.py. The structured `rules` are a summary for people and are
+not judged. The zone, addresses and port settings give the context (which CIDR is the DMZ, who is a member).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .artifacts import parse_ruleset
 from .common import (
     HOST_FIREWALL,
     HOST_STEP,
     REMOTE_COMMAND,
     Network,
     as_int,
+    covers,
     get,
     is_any,
     items,
@@ -33,15 +39,26 @@ DMZ = "dmz"
 ETCD_PORTS = (2379, 2380)
 
 
+ANY_SOURCE = ["0.0.0.0/0", "::/0"]
+
+
 def _rules(props: Any) -> list[dict[str, Any]]:
+    """The accept rules of the ruleset as loaded: one per destination port (or range), with its sources."""
+    text = get(props, "ruleset")
     out = []
-    for rule in items(get(props, "rules")):
-        out.append({
-            "port": get(rule, "port"),
-            "protocol": get(rule, "protocol", default="tcp"),
-            "sources": [s for s in items(get(rule, "sources")) if isinstance(s, str)],
-            "purpose": get(rule, "purpose", default=""),
-        })
+    for chain in parse_ruleset(text) if isinstance(text, str) else []:
+        if chain.hook != "input":
+            continue
+        for r in chain.rules:
+            if r.verdict != "accept" or r.baseline:
+                continue
+            for port in r.dports or ["0-65535"]:
+                out.append({
+                    "port": port,
+                    "protocol": r.protocol if r.protocol in ("tcp", "udp") else "any",
+                    "sources": r.saddr if r.saddr is not None else ANY_SOURCE,
+                    "purpose": f"line {r.line}: {r.comment or r.text}",
+                })
     return out
 
 
@@ -155,16 +172,19 @@ def validate_no_any_source(args: Any, report: Report) -> None:
 
 
 def validate_default_drop(args: Any, report: Report) -> None:
-    """A HostFirewall drops by default, and its ruleset says so."""
+    """A HostFirewall's ruleset, as loaded, has an input base chain and every input chain drops by default."""
     if args.resource_type != HOST_FIREWALL:
         return
     props = args.props
     host = get(props, "host")
-    if get(props, "defaultPolicy") != "drop":
-        report(f"{host}: defaultPolicy is {get(props, 'defaultPolicy')!r}; the input policy must be drop")
     ruleset = get(props, "ruleset", default="")
-    if not isinstance(ruleset, str) or "hook input" not in ruleset or "policy drop;" not in ruleset:
+    chains = [c for c in parse_ruleset(ruleset) if c.hook == "input"] if isinstance(ruleset, str) else []
+    if not chains:
         report(f"{host}: the rendered ruleset has no input chain with policy drop")
+    for chain in chains:
+        if chain.policy != "drop":
+            report(f"{host}: ruleset line {chain.line}: input chain {chain.name} has policy "
+                   f"{chain.policy or 'accept (default)'}; the input policy must be drop")
 
 
 def validate_every_host_firewalled(args: Any, report: Report) -> None:
@@ -188,3 +208,34 @@ def validate_every_host_firewalled(args: Any, report: Report) -> None:
     for fw in firewalls:
         if get(fw.props, "defaultPolicy") != "drop":
             report(f"host {get(fw.props, 'host')}: HostFirewall default policy is not drop", fw.urn)
+
+
+# --- cluster ports are never public ---------------------------------------------------------------------
+
+CLUSTER_PORTS = {2379: "etcd client", 2380: "etcd peer", 10250: "kubelet API", 10257: "kube-controller-manager",
+                 10259: "kube-scheduler"}
+
+
+def _cluster_ports(props: Any) -> dict[int, str]:
+    ports = dict(CLUSTER_PORTS)
+    vxlan = as_int(get(props, "ports", "flannelVxlanPort"))
+    ports[vxlan if vxlan is not None else 8472] = "flannel VXLAN"
+    return ports
+
+
+def validate_cluster_ports_not_public(args: Any, report: Report) -> None:
+    """On every host, DMZ included: the kubelet, VXLAN, etcd, controller-manager and scheduler ports are never
+    open to any source, and publicPorts cannot exempt them (Kubernetes Ports and Protocols; zone design)."""
+    if args.resource_type != HOST_FIREWALL:
+        return
+    props = args.props
+    cluster = _cluster_ports(props)
+    for port in sorted(_public_ports(props) & set(cluster)):
+        report(f"{get(props, 'host')}: publicPorts lists {port} ({cluster[port]}); a cluster port is never public, "
+               "it would be exempt from the zone checks")
+    for rule in _rules(props):
+        nets = [n for n in (network(s) for s in rule["sources"]) if n is not None]
+        hit = [p for p in cluster if covers(rule["port"], p)]
+        if hit and any(is_any(n) for n in nets):
+            report(f"{_describe(props, rule)} opens {cluster[hit[0]]} port {hit[0]} to any source on a "
+                   f"{get(props, 'zone')} host; only the hosts of its flow may reach it")

@@ -91,3 +91,15 @@ def validate_leaf_validity(args: Any, report: Report) -> None:
     hours = as_int(get(args.props, "validityPeriodHours"))
     if hours is not None and hours > MAX_LEAF_HOURS:
         report(f"{args.name}: leaf validity {hours} hours exceeds 2 years ({MAX_LEAF_HOURS})")
+
+
+def validate_no_issued_ca(args: Any, report: Report) -> None:
+    """An issued (locally signed) certificate is never a CA: a team or node certificate able to sign would mint
+    system:masters certificates. Only the self-signed root CAs sign."""
+    if args.resource_type != LOCALLY_SIGNED:
+        return
+    uses = [u for u in items(get(args.props, "allowedUses")) if isinstance(u, str)]
+    if get(args.props, "isCaCertificate") is True:
+        report(f"{args.name}: isCaCertificate is true; an issued certificate must not be a CA")
+    if "cert_signing" in uses:
+        report(f"{args.name}: allowedUses has cert_signing; an issued certificate must not sign certificates")

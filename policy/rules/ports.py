@@ -109,6 +109,9 @@ FLOWS: tuple[Flow, ...] = (
          "kube-apiserver: kubelet, kube-proxy, flannel, Rancher and its cluster agents", "k8s", "any"),
     Flow(("operators", "api-lb"), "control-plane", "apiServerPort", "tcp",
          "kube-apiserver: kubectl users and the API load balancer", "k8s", "any"),
+    Flow(("pods",), "control-plane", "apiServerPort", "tcp",
+         "kube-apiserver through the kubernetes Service from pods on a control-plane node: kube-proxy DNATs to "
+         "the node's own address, so the packet is local and never masqueraded", "k8s"),
     Flow(("etcd", "control-plane"), "etcd", 2379, "tcp", "etcd client API: kube-apiserver and etcd members", "k8s"),
     Flow(("etcd", "control-plane"), "etcd", 2380, "tcp", "etcd peer traffic between members", "k8s"),
     Flow(("self",), "control-plane", 10257, "tcp", "kube-controller-manager (kubespray's doc swaps 10257/10259)",

@@ -1,0 +1,146 @@
+"""HostPrerequisites: `containercloud:host:HostPrerequisites` — the first step on every host.
+
+It checks what every later step assumes: Debian 12 or 13 (the scripts use apt, dpkg and systemd), x86_64
+(every binary is linux-amd64), cgroup v2 on Kubernetes nodes and Docker hosts (kubelet 1.35 defaults
+`failCgroupV1: true` and refuses to start on v1), and the Debian packages the host's roles need. With
+`installHostPackages` the missing packages are installed with apt-get from the host's configured
+repositories (in an air gap, its internal mirror); otherwise the step fails with one message naming
+the host and every missing package.
+
+"Before anything else on any host": every host's check runs in parallel, then one gate resource (on
+the deployer, no SSH) depends on all of them, and every other remote command and upload of the stack
+depends on the gate — N edges in, one edge out per command: no O(N²) graph, no SSH storm, and a
+failed check stops the whole stack before any host changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_command as command
+
+from components.config import Host, Settings
+from components.host_step import HostStep, HostStepArgs, host_connection, needs_sudo
+from components.templating import render
+
+TYPE = "containercloud:host:HostPrerequisites"
+DEBIAN_RELEASES = ("12", "13")
+ARCHITECTURE = "x86_64"
+GATED_TYPES = ("command:remote:Command", "command:remote:CopyToRemote")
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str  # the Debian package
+    reason: str  # why the host needs it (the upstream source)
+    needed: Callable[[Settings, Host], bool]
+
+
+def _node(s: Settings, h: Host) -> bool:
+    return h.has("worker") or h.has("control-plane")
+
+
+def _docker(s: Settings, h: Host) -> bool:
+    return h.has("registry") or (h.has("rancher") and s.rancher_mode == "docker")
+
+
+def _nfs(s: Settings, h: Host) -> bool:
+    return h.has("registry") and s.registry_mode == "ha" and s.registry_shared_storage.startswith("nfs:")
+
+
+PACKAGES: tuple[Package, ...] = (
+    Package("ca-certificates", "curl's https to the artifacts mirror (Debian: not in a minimal install)",
+            lambda s, h: True),
+    Package("curl", "artifact fetch and the Harbor/Rancher API calls of the host scripts", lambda s, h: True),
+    Package("nftables", "the host firewall is loaded with nft -f (components/firewall.py)", lambda s, h: True),
+    Package("iptables", "kube-proxy in iptables mode refuses to start without it "
+                        "(kubernetes cmd/kube-proxy/app/server_linux.go); flannel's masquerade rules", _node),
+    Package("iptables", "dockerd (static tarball) programs its nat/filter rules with iptables", _docker),
+    Package("jq", "the Harbor health wait reads /api/v2.0/health as JSON (registry/harbor.sh.j2)",
+            lambda s, h: h.has("registry")),
+    Package("nfs-common", "mount.nfs for Harbor HA's shared storage (registrySharedStorage nfs:...)", _nfs),
+)
+
+
+def packages(s: Settings, host: Host) -> list[Package]:
+    """The packages `host` needs, each once, with the first reason that applies."""
+    out: dict[str, Package] = {}
+    for p in PACKAGES:
+        if p.name not in out and p.needed(s, host):
+            out[p.name] = p
+    return list(out.values())
+
+
+def needs_cgroup_v2(s: Settings, host: Host) -> bool:
+    return _node(s, host) or _docker(s, host)
+
+
+def script(s: Settings, host: Host) -> str:
+    return render("prerequisites/check.sh.j2", host=host.name, releases=DEBIAN_RELEASES, arch=ARCHITECTURE,
+                  cgroup_v2=needs_cgroup_v2(s, host), packages=[p.name for p in packages(s, host)],
+                  install=s.install_host_packages)
+
+
+@dataclass(frozen=True)
+class HostPrerequisitesArgs:
+    settings: Settings
+    host: Host
+    ssh_private_key: pulumi.Input[str]
+
+
+def _props(args: HostPrerequisitesArgs) -> dict[str, Any]:
+    s, h = args.settings, args.host
+    return {"host": h.name, "install": s.install_host_packages, "cgroupV2": needs_cgroup_v2(s, h),
+            "packages": [{"name": p.name, "reason": p.reason} for p in packages(s, h)]}
+
+
+class HostPrerequisites(pulumi.ComponentResource):
+    """`containercloud:host:HostPrerequisites`: OS, architecture, kernel features and packages of one host."""
+
+    def __init__(self, name: str, args: HostPrerequisitesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, _props(args), opts)
+        s, h = args.settings, args.host
+        self.step = HostStep(name, HostStepArgs(
+            host=h.name, connection=host_connection(s, h, args.ssh_private_key), script=script(s, h),
+            delete_script="# installed packages stay: other software on the host may use them\n",
+            use_sudo=needs_sudo(s, h)), pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"host": h.name})
+
+
+def gate(checks: list[HostPrerequisites]) -> command.local.Command:
+    """One resource on the deployer that completes once every host passed its check."""
+    return command.local.Command(
+        "host-prerequisites", create="echo every host passed its prerequisites",
+        opts=pulumi.ResourceOptions(depends_on=[c.step for c in checks]))
+
+
+# The barrier of the program run in progress; the transformation is registered once per root stack (an
+# in-process harness reuses the root stack across runs, and must not collect one transformation per run).
+_barrier: Optional[pulumi.Resource] = None
+_roots: set[int] = set()
+
+
+def _gate_later_commands(args: pulumi.ResourceTransformationArgs) -> Optional[pulumi.ResourceTransformationResult]:
+    if _barrier is None or args.type_ not in GATED_TYPES:
+        return None
+    return pulumi.ResourceTransformationResult(
+        args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[_barrier])))
+
+
+def first_on_every_host(s: Settings, ssh_private_key: pulumi.Input[str]) -> command.local.Command:
+    """The prerequisite check of every host, their gate, and a stack transformation that makes every
+    remote command and upload registered after it depend on the gate. Call it before any other
+    component: a component's children inherit the transformations it was constructed with."""
+    global _barrier
+    _barrier = None  # the checks themselves wait for nothing (nor for an earlier run's gate)
+    checks = [HostPrerequisites(f"{h.name}-prerequisites", HostPrerequisitesArgs(s, h, ssh_private_key))
+              for h in s.hosts]
+    _barrier = gate(checks)
+    root = pulumi.runtime.get_root_resource()
+    if id(root) not in _roots:
+        _roots.add(id(root))
+        pulumi.runtime.register_stack_transformation(_gate_later_commands)
+    return _barrier

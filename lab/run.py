@@ -1,0 +1,524 @@
+"""The lab's phases for one stack: mirror, hosts, up, second up, idempotency, change, fault, destroy.
+
+Every phase prints what ran and asserts its proof; `run(stack)` returns the LabResult (timings, the
+steps not run and why, the proofs) and raises LabFailure at the first broken proof.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from lab import mirror as lab_mirror
+from lab import probes
+from lab import registry as lab_registry
+from lab.apply import Engine, Executor, Report
+from lab.hosts import HostSpec, Lab, plan_hosts, plan_users
+from lab.state import ReplayMocks, Resource, from_registrations
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "container-cloud"
+# What a host's upper dir may still hold after destroy, beyond what it held when the lab came up:
+# package caches and logs, and the lab's own session traces. Anything else is a leftover of ours.
+ALLOWED_AFTER_DESTROY = (
+    "var/lib/apt/", "var/cache/", "var/log/", "root/.ssh/", "root/.cache/", "var/tmp/systemd-",
+    "etc/ld.so.cache", "var/lib/dpkg/", "var/lib/systemd/", "run/", "tmp/",
+    "root/.pyenv/",  # the machine's shell profile (pyenv) touches its shims dir at every SSH login
+)
+# What running daemons write by themselves (not a step rewriting a file): left out of the idempotency check.
+RUNTIME_DATA = ("var/log/", "var/lib/etcd/member/", "var/lib/containerd/", "var/lib/docker/", "run/", "tmp/")
+BINARY_DIRS = ("usr/local/bin/", "usr/local/sbin/", "usr/bin/", "usr/sbin/", "opt/")
+NEW_WORKER: dict[str, Any] = {"name": "worker-4", "address": "203.0.113.24", "zone": "dmz", "roles": ["worker"]}
+
+
+class LabFailure(AssertionError):
+    pass
+
+
+@dataclass
+class LabResult:
+    stack: str
+    timings: dict[str, float] = field(default_factory=dict)
+    not_run: list[tuple[str, str, str]] = field(default_factory=list)  # (host, step, reason)
+    proofs: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, Report] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def check(cond: bool, message: str) -> None:
+    if not cond:
+        raise LabFailure(message)
+
+
+@contextmanager
+def phase(result: LabResult, name: str) -> Iterator[None]:
+    print(f"\n=== {result.stack}: {name} ===", flush=True)
+    start = time.monotonic()
+    yield
+    result.timings[name] = time.monotonic() - start
+    print(f"=== {name}: {result.timings[name]:.1f}s", flush=True)
+
+
+# --- the stack, as the lab deploys it ------------------------------------------------------------
+def stack_raw(stack: str, overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The stack's settings (Pulumi.yaml defaults + stack file + overrides), keys without prefix."""
+    from offline.engine import load_stack_config
+
+    cfg = load_stack_config(stack, overrides)
+    out: dict[str, Any] = {}
+    for key, value in cfg.values.items():
+        name = key.split(":", 1)[1]
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def lab_overrides(raw: dict[str, Any], lab: Any, mirror_url: str, extra_hosts: Sequence[dict[str, Any]] = ()
+                  ) -> dict[str, Any]:
+    """The stack config as the lab deploys it: its mirror, its SSH key and each host's real host key."""
+    hosts = []
+    for host in list(raw["hosts"]) + list(extra_hosts):
+        key = lab.hosts[host["name"]].host_key
+        ssh = dict(host.get("ssh") or {}) | {"hostKey": key}
+        hosts.append(dict(host) | {"ssh": ssh})
+    return {"hosts": hosts, "artifactsMirrorUrl": mirror_url, "sshPrivateKey": lab.ssh_private_key}
+
+
+def program_resources(stack: str, overrides: dict[str, Any], mocks: Optional[ReplayMocks] = None) -> list[Resource]:
+    """The program's resources for the lab's config. Pass the lab's ReplayMocks so unchanged resources keep
+    their outputs from one program run to the next, as in the engine's state."""
+    from offline.engine import run_program
+
+    run = run_program(stack, overrides, mocks=mocks)
+    if run.error is not None:
+        raise LabFailure(f"the program failed for the lab's {stack} config: {run.error}")
+    return from_registrations(run.registrations)
+
+
+# --- proofs ------------------------------------------------------------------------------------
+def units_main_pids(lab: Any, host: str) -> dict[str, str]:
+    """MainPID of every unit our steps installed on `host`."""
+    unit_dir = lab.hosts[host].upper / "etc/systemd/system"
+    units = sorted(p.name for p in unit_dir.glob("*.service")) if unit_dir.is_dir() else []
+    pids = {}
+    for unit in units:
+        proc = lab.run(host, ["systemctl", "show", "-p", "MainPID", unit], check=False)
+        pids[unit] = proc.stdout.decode().strip() if isinstance(proc.stdout, bytes) else str(proc.stdout).strip()
+    return pids
+
+
+def host_names(lab: Any) -> list[str]:
+    """Hosts with a root of their own (every lab host but the deployer)."""
+    return [name for name, h in lab.hosts.items() if h.kind != "deployer"]
+
+
+def snapshot_all(lab: Any) -> dict[str, dict[str, Any]]:
+    return {name: lab.snapshot(name) for name in host_names(lab)}
+
+
+def changed_files(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for host, files in after.items():
+        old = before.get(host, {})
+        out += [f"{host}:{path}" for path, meta in files.items() if old.get(path) != meta]
+        out += [f"{host}:{path} (removed)" for path in old if path not in files]
+    return sorted(out)
+
+
+def leftovers(baseline: dict[str, Any], after: dict[str, Any], lower: Path = Path("/")) -> list[str]:
+    """What a host's upper dir holds after destroy that it did not hold when the lab came up: new or
+    changed entries, except the allowed caches and a copied-up file or directory identical to the
+    machine's (the lower layer), e.g. /etc/hosts after its block was removed again."""
+    out = []
+    for path, meta in after.items():
+        if baseline.get(path) == meta or path.startswith(ALLOWED_AFTER_DESTROY):
+            continue
+        below = lower / path
+        if meta[2] == "dir" and below.is_dir() and not below.is_symlink():
+            continue
+        if meta[2] != "dir" and below.is_file() and _sha256(below) == meta[2]:
+            continue
+        out.append(path + ("/" if meta[2] == "dir" else ""))
+    return sorted(out)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def etcd_proof(lab: Any, settings: Any) -> str:
+    members = [h for h in settings.etcd_hosts]
+    host = members[0]
+    pki = "/etc/etcd/pki"
+    tls = [f"--cacert={pki}/ca.crt", f"--cert={pki}/healthcheck-client.crt", f"--key={pki}/healthcheck-client.key"]
+    endpoints = ",".join(f"https://{h.address}:2379" for h in members)
+    health = lab.run(host.name, ["etcdctl", f"--endpoints={endpoints}", *tls, "endpoint", "health"], check=False)
+    check(health.returncode == 0, f"etcd health over mTLS failed: {_text(health.stderr)}")
+    listed = lab.run(host.name, ["etcdctl", f"--endpoints=https://{host.address}:2379", *tls,
+                                 "member", "list", "-w", "json"], check=False)
+    check(listed.returncode == 0, f"etcdctl member list failed: {_text(listed.stderr)}")
+    names = sorted(m.get("name", "") for m in json.loads(_text(listed.stdout)).get("members", []))
+    want = sorted(h.name for h in members)
+    check(names == want, f"etcd members {names} != inventory {want}")
+    return f"{len(names)} members healthy over mTLS, member list = inventory {want}"
+
+
+def zone_matrix_intent(lab: Any, settings: Any) -> dict[tuple[str, str, int], str]:
+    """(src host, dst address, port) -> the result the firewall intends: DMZ -> INSIDE control plane
+    2379, 2380, 10250, 10257, 10259 and 22 dropped, 6443 open; SSH to every inventory host open only from
+    the bastion (when one is set) or the deployer, dropped from the other one."""
+    cp = settings.control_plane_hosts[0]
+    dmz = next(h.name for h in settings.hosts if h.zone != "inside")
+    want = {(dmz, cp.address, port): "dropped" for port in (2379, 2380, 10250, 10257, 10259, 22)}
+    want[(dmz, cp.address, 6443)] = "open"
+    kinds = {h.kind: name for name, h in lab.hosts.items()}
+    ssh_from = kinds["bastion"] if settings.ssh_bastion else kinds["deployer"]
+    for host in settings.hosts:
+        want[(ssh_from, host.address, settings.ssh_port_for(host))] = "open"
+        if settings.ssh_bastion:
+            want[(kinds["deployer"], host.address, settings.ssh_port_for(host))] = "dropped"
+    return want
+
+
+def zone_matrix_proof(lab: Any, settings: Any) -> str:
+    want = zone_matrix_intent(lab, settings)
+    got = probes.probe_matrix(lab, list(want))
+    print(probes.format_matrix(got, probes.address_names(lab)))
+    bad = [(s, d, p, r) for s, d, p, r in got if want[(s, d, p)] != r]
+    check(not bad, f"zone matrix differs from the firewall's intent: {bad}")
+    return f"{len(got)} probes as intended (DMZ -> control plane, SSH only from the deployer or bastion)"
+
+
+def docker_proof(lab: Any, settings: Any) -> str:
+    hosts = [h.name for h in settings.registry_hosts + settings.rancher_hosts]
+    for host in hosts:
+        info = lab.run(host, ["docker", "--host", "unix:///run/docker.sock", "info", "--format",
+                              "{{.ServerVersion}} {{.Driver}}"], check=False)
+        check(info.returncode == 0, f"docker info on {host}: {_text(info.stderr)}")
+    return f"dockerd answers on {hosts}"
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value or "")
+
+
+def serve_mirror(lab: Any, root: Path, serve_command: Callable[[Path, str, int], list[str]]
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    """The mirror host serves `root` over HTTP: a server on the machine's filesystem, in the mirror
+    host's network namespace (as the deployer's ssh client is)."""
+    host = lab.hosts["mirror"]
+    argv = ["nsenter", f"--net=/run/netns/{host.netns}", "--", *serve_command(root, host.address, 80)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://{host.address}"
+    probe = ["curl", "-fsS", "-o", "/dev/null", "--retry", "20", "--retry-connrefused", "--retry-delay", "0",
+             f"{url}/MANIFEST.json"]
+    done = lab.deployer(probe, timeout=30)
+    check(done.returncode == 0, f"the mirror does not answer at {url}: {_text(done.stderr)}")
+    return server, url
+
+
+def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, checksums: Path) -> str:
+    """A separate mini-run: one digest of the lab checksums pointed at a wrong value; the fetch step of
+    one worker must refuse the file (exit non-zero, digest mismatch) and install nothing."""
+    doc = yaml.safe_load(checksums.read_text())
+    file = next(iter(doc["containerd"].values()))
+    name = next(iter(file))
+    file[name] = "sha256:" + "0" * 64
+    wrong = checksums.with_name("lab-checksums-wrong.yaml")
+    wrong.write_text(yaml.safe_dump(doc))
+    host = "worker-1"
+    with lab_mirror.lab_checksums(wrong):
+        step = next(r for r in program_resources(stack, lab_overrides(raw, lab, url)) if r.name == f"{host}-runtime")
+    before = lab.snapshot(host)
+    executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
+    try:
+        report = Engine(executor, log=print).up([step])
+    finally:
+        executor.close()
+    failed = report.by_status("failed")
+    check(len(failed) == 1 and "digest mismatch" in failed[0].stderr,
+          f"the fetch step did not refuse a wrong digest: {[r.line() for r in report.results]}")
+    after = lab.snapshot(host)
+    written = [p for p in changed_files({host: before}, {host: after})
+               if after.get(p.split(":", 1)[1], ("",))[-1] != "dir"]
+    installed = [p for p in written if p.split(":", 1)[1].startswith(BINARY_DIRS)]
+    check(not installed, f"the refused fetch installed binaries on {host}: {installed}")
+    note = f" (config files it wrote before fetching: {len(written)})" if written else ""
+    return (f"{host}-runtime refused {name} (wrong sha256): '{_tail_line(failed[0].stderr)}'; "
+            f"no binary installed{note}")
+
+
+def _tail_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+# --- the run -----------------------------------------------------------------------------------
+def _print_report(title: str, report: Report) -> None:
+    print(f"--- {title}: {report.summary()}")
+    for r in report.results:
+        if r.status != "not-run":
+            print("  " + r.line().replace("\n", "\n  "))
+
+
+def _reran(report: Report) -> list[str]:
+    return [f"{r.op} {r.host} {r.name}" for r in report.ran()]
+
+
+def _require_ok(report: Report, what: str) -> None:
+    check(not report.by_status("failed") and not report.by_status("skipped"),
+          f"{what}: failed {report.failures()}, skipped {[r.name for r in report.by_status('skipped')]}")
+
+
+def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str], None] = print,
+        hide: Any = True) -> LabResult:
+    """`hide`: the lab/bare.py groups of tools hidden in the hosts (True: all, as on a fresh Debian)."""
+    from components.config import parse_settings
+
+    result = LabResult(stack)
+    workdir = workdir or ROOT / "build" / "lab" / stack
+    workdir.mkdir(parents=True, exist_ok=True)
+    raw = stack_raw(stack)
+    settings = parse_settings({k: v for k, v in raw.items()})
+    inside = ipaddress.ip_network(settings.zones["inside"])
+    mirror_spec = HostSpec("mirror", str(inside[250]), "inside", "extra")
+    extra = [mirror_spec]
+    if stack == "dev":
+        extra.append(HostSpec(str(NEW_WORKER["name"]), str(NEW_WORKER["address"]), str(NEW_WORKER["zone"]), "extra"))
+    specs = plan_hosts(settings, extra)
+    with phase(result, "mirror"):
+        mirror = lab_mirror.build_mirror(settings)
+    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings))
+    server: Optional[subprocess.Popen[bytes]] = None
+    try:
+        with phase(result, "hosts up"):
+            lab.up()
+            server, url = serve_mirror(lab, mirror.root, lab_mirror.serve_command)
+        baseline = snapshot_all(lab)
+        executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
+        engine = Engine(executor, log=log)
+        try:
+            with lab_mirror.lab_checksums(mirror.checksums):
+                ctx = Ctx(result, lab, engine, stack, raw, settings, url)
+                _phases(ctx, baseline)
+                if stack == "dev":
+                    ctx.soft("wrong digest", lambda: wrong_digest_proof(lab, stack, raw, url, mirror.checksums))
+        finally:
+            executor.close()
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        with phase(result, "hosts down"):
+            lab.down()
+    if result.problems:
+        print_summary(result)
+        raise LabFailure("\n  ".join(["the lab found problems:"] + result.problems))
+    return result
+
+
+@dataclass
+class Ctx:
+    """One lab run: what every phase needs."""
+
+    result: LabResult
+    lab: Any
+    engine: Engine
+    stack: str
+    raw: dict[str, Any]
+    settings: Any
+    url: str
+    mocks: ReplayMocks = field(default_factory=ReplayMocks)
+    excluded: set[str] = field(default_factory=set)  # step names left out after they failed in `up`
+
+    def resources(self, extra_hosts: Sequence[dict[str, Any]] = ()) -> list[Resource]:
+        res = program_resources(self.stack, lab_overrides(self.raw, self.lab, self.url, extra_hosts), self.mocks)
+        return [r for r in res if r.name not in self.excluded]
+
+    def soft(self, name: str, proof: Callable[[], str]) -> None:
+        """Run a proof; a broken one is recorded (the lab fails at the end) and the next phases go on."""
+        try:
+            self.result.proofs[name] = proof()
+            print(f"proof {name}: {self.result.proofs[name]}")
+        except LabFailure as err:
+            self.result.problems.append(f"{name}: {err}")
+            print(f"PROOF FAILED {name}: {err}")
+
+
+def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
+    result, lab, engine = ctx.result, ctx.lab, ctx.engine
+    resources = ctx.resources()
+    with phase(result, "up"):
+        report = result.reports["up"] = engine.up(resources)
+    _print_report("up", report)
+    result.not_run = [(r.host, r.name, r.reason) for r in report.by_status("not-run")]
+    broken = report.by_status("failed") + report.by_status("skipped")
+    if broken:
+        ctx.excluded = {r.name for r in broken}
+        result.problems.append(f"up: failed {report.failures()}, so not run: "
+                               f"{sorted(r.name for r in report.by_status('skipped'))}")
+        print(f"UP FAILED: {result.problems[-1]}\nthese steps are left out of the next phases: {sorted(ctx.excluded)}")
+        resources = ctx.resources()
+        engine.state.pending_deletes = []
+
+    with phase(result, "second up"):
+        second = result.reports["second up"] = engine.up(resources)
+    ctx.soft("second up", lambda: _nothing_ran(second, "second up"))
+
+    with phase(result, "idempotency"):
+        before, pids = snapshot_all(lab), {h: units_main_pids(lab, h) for h in host_names(lab)}
+        again = result.reports["idempotency"] = engine.up(resources, rerun_all=True)
+        after, pids_after = snapshot_all(lab), {h: units_main_pids(lab, h) for h in host_names(lab)}
+    ctx.soft("idempotency", lambda: _idempotent(again, before, after, pids, pids_after))
+
+    ctx.soft("etcd", lambda: etcd_proof(lab, ctx.settings))
+    ctx.soft("zone matrix", lambda: zone_matrix_proof(lab, ctx.settings))
+    ctx.soft("docker", lambda: docker_proof(lab, ctx.settings))
+    ctx.soft("registry trust", lambda: registry_proof(ctx))
+    if ctx.stack == "dev":
+        ctx.soft("change and fault", lambda: _change_and_fault(ctx))
+
+    with phase(result, "destroy"):
+        gone = result.reports["destroy"] = engine.destroy()
+    _print_report("destroy", gone)
+    ctx.soft("destroy", lambda: _destroyed(lab, gone, baseline))
+
+
+REGISTRY_IMAGE = ("library/lab-busybox", "1")
+
+
+def registry_proof(ctx: Ctx) -> str:
+    """containerd on a worker pulls the lab's test image from a real registry (distribution, serving TLS
+    with the program's registry certificate) through the program's hosts.toml, trusting only our CA; the
+    same pull fails while the CA file is away."""
+    lab, s = ctx.lab, ctx.settings
+    worker = s.worker_hosts[0]
+    # the registry name resolves to the registry LB when the stack has one (ha): the lab's registry then
+    # runs in the LB's host, which answers at that address (the lab has no TCP balancing in front of it)
+    reg = next((h for h in lab.hosts.values() if h.address == s.registry_load_balancer_address),
+               lab.hosts[s.registry_hosts[0].name])
+    cert = ctx.mocks.outputs("tls:index/locallySignedCert:LocallySignedCert", "registry-cert")["certPem"]
+    key = ctx.mocks.outputs("tls:index/privateKey:PrivateKey", "registry-key")["privateKeyPem"]
+    ca_file = "/etc/kubernetes/pki/ca.crt"
+    lab_registry.test_image()  # build it on the machine first: the hosts see the cache read-only
+    for path, (data, mode) in lab_registry.registry_files(cert, key, reg.address).items():
+        lab.run(reg.name, ["install", "-D", "-m", f"{mode:o}", "/dev/stdin", path], input=data)
+    lab.run(reg.name, ["install", "-d", "-m", "0700", lab_registry.DATA_DIR])
+    pid = lab.spawn(reg.name, lab_registry.start_command(), log="/var/log/lab-registry.log")
+    image = f"{s.registry_hostname}/{REGISTRY_IMAGE[0]}:{REGISTRY_IMAGE[1]}"
+    pull = ["ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir", "/etc/containerd/certs.d", image]
+    try:
+        code = ("import sys; from lab.registry import push_test_image; "
+                f"print(push_test_image({s.registry_hostname!r}, {reg.address!r}, open({ca_file!r}).read(), "
+                f"{REGISTRY_IMAGE[0]!r}, {REGISTRY_IMAGE[1]!r}))")
+        pushed = None
+        for _ in range(20):
+            pushed = lab.run(worker.name, ["env", f"PYTHONPATH={ROOT}", sys.executable, "-c", code], check=False)
+            if pushed.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert pushed is not None
+        check(pushed.returncode == 0, f"push to the lab registry failed: {_tail_line(_text(pushed.stderr))}")
+        ok = lab.run(worker.name, pull, check=False, timeout=120)
+        check(ok.returncode == 0, f"containerd on {worker.name} could not pull {image}: {_text(ok.stderr)[-500:]}")
+        lab.run(worker.name, ["ctr", "-n", "k8s.io", "images", "rm", image], check=False)
+        lab.run(worker.name, ["mv", ca_file, ca_file + ".lab-away"])
+        try:
+            refused = lab.run(worker.name, pull, check=False, timeout=120)
+            other_ca = ctx.mocks.outputs("tls:index/selfSignedCert:SelfSignedCert", "etcd-ca-cert")["certPem"]
+            lab.run(worker.name, ["install", "-m", "0644", "/dev/stdin", ca_file], input=other_ca.encode())
+            untrusted = lab.run(worker.name, pull, check=False, timeout=120)
+        finally:
+            lab.run(worker.name, ["mv", "-f", ca_file + ".lab-away", ca_file])
+        check(refused.returncode != 0, f"{worker.name} pulled {image} without our CA file")
+        check(untrusted.returncode != 0 and b"x509" in untrusted.stderr,
+              f"{worker.name} pulled {image} trusting another CA: {_text(untrusted.stderr)[-300:]}")
+        lab.run(worker.name, ["ctr", "-n", "k8s.io", "images", "rm", image], check=False)
+    finally:
+        lab.run(reg.name, ["kill", str(pid)], check=False)
+        lab.run(reg.name, ["rm", "-rf", lab_registry.BINARY, lab_registry.CONFIG_DIR, lab_registry.DATA_DIR,
+                           "/var/log/lab-registry.log", "/etc/containercloud-lab", "/var/lib/containercloud-lab"],
+                check=False)
+    return (f"{worker.name} pulled {image} from {reg.name} over TLS via hosts.toml with our CA "
+            f"(digest {_text(pushed.stdout).strip()[:19]}…); without the CA file: "
+            f"'{_tail_line(_text(refused.stderr))[-90:]}'; with another CA in its place: "
+            f"'{_tail_line(_text(untrusted.stderr))[-90:]}'")
+
+
+def _nothing_ran(report: Report, what: str) -> str:
+    check(report.ran() == [], f"{what} ran {_reran(report)}")
+    return "nothing ran"
+
+
+def _idempotent(again: Report, before: dict[str, Any], after: dict[str, Any], pids: dict[str, Any],
+                pids_after: dict[str, Any]) -> str:
+    _require_ok(again, "idempotency run")
+    changed = [c for c in changed_files(before, after) if not c.split(":", 1)[1].startswith(RUNTIME_DATA)]
+    check(not changed, f"the idempotency run rewrote files: {changed[:20]}")
+    restarted = {h: (pids[h], p) for h, p in pids_after.items() if p != pids.get(h)}
+    check(not restarted, f"the idempotency run restarted services: {restarted}")
+    units = sum(len(p) for p in pids.values())
+    return f"{len(again.ran())} creates re-run: no file rewritten, none of {units} units restarted"
+
+
+def _destroyed(lab: Any, gone: Report, baseline: dict[str, Any]) -> str:
+    _require_ok(gone, "destroy")
+    after = snapshot_all(lab)
+    left = {h: lo for h in host_names(lab) if (lo := leftovers(baseline.get(h, {}), after[h]))}
+    check(not left, f"destroy left files behind: {left}")
+    return f"{len(gone.ran())} deletes in reverse order; upper dirs hold nothing new but {ALLOWED_AFTER_DESTROY}"
+
+
+def _change_and_fault(ctx: Ctx) -> str:
+    """Add worker-4 with one host's sshd stopped: the failure is reported by host and step; start
+    sshd, apply again: it completes. What re-ran is printed."""
+    result, lab, engine = ctx.result, ctx.lab, ctx.engine
+    resources = ctx.resources([NEW_WORKER])
+    victim = "worker-2"
+    with phase(result, "change"):
+        lab.stop_sshd(victim)
+        try:
+            first = result.reports["change (sshd down)"] = engine.up(resources)
+        finally:
+            lab.start_sshd(victim)
+        second = result.reports["change (sshd back)"] = engine.up(resources)
+    print("change, with worker-2's sshd stopped — re-ran:\n  " + "\n  ".join(_reran(first)))
+    failed_hosts = {r.host for r in first.by_status("failed")}
+    check(bool(first.by_status("failed")), "stopping worker-2's sshd made no step fail")
+    check(failed_hosts <= {lab.hosts[victim].address}, f"failures on other hosts: {first.failures()}")
+    print("fault reported: " + "; ".join(first.failures()))
+    print("change, sshd started again — re-ran:\n  " + "\n  ".join(_reran(second)))
+    _require_ok(second, "change after sshd restart")
+    _nothing_ran(engine.up(resources), "an up after the change")
+    result.proofs["fault"] = f"reported {first.failures()}; completed after sshd restart"
+    return f"{len(first.ran()) + len(second.ran())} steps ran for worker-4 (listed above)"
+
+
+def print_summary(result: LabResult) -> None:
+    print(f"\n=== lab {result.stack}: summary")
+    for name, seconds in result.timings.items():
+        print(f"  {name:20} {seconds:6.1f}s")
+    print("  steps NOT RUN (cannot run on this machine):")
+    for host, name, reason in result.not_run:
+        print(f"    {host or '-':15} {name}: {reason}")
+    for name, proof in result.proofs.items():
+        print(f"  proof {name}: {proof}")
+    for problem in result.problems:
+        print(f"  PROBLEM {problem}")
