@@ -347,7 +347,16 @@ def warn_single_etcd(s: Settings) -> Iterable[Fault]:
                         f"({s.etcd_hosts[0].name}); losing it stops the cluster: use 3 etcd members")
 
 
+def warn_even_etcd(s: Settings) -> Iterable[Fault]:
+    """Legal, and a necessary step while growing or shrinking etcd one member at a time (docs/upgrade.md),
+    but an even count tolerates no more failures than the odd count below it."""
+    if len(s.etcd_hosts) % 2 == 0 and s.etcd_hosts:
+        yield "hosts", (f"{len(s.etcd_hosts)} etcd members tolerate no more failures than "
+                        f"{len(s.etcd_hosts) - 1}; end a growth or shrink at an odd number (1, 3, 5)")
+
+
 WARNINGS: tuple[Check, ...] = (
+    warn_even_etcd,
     warn_registry_ha_on_one_host,
     warn_rancher_replicas,
     warn_ignored_settings,

@@ -161,8 +161,6 @@ def check_host_set(s: Settings) -> Iterable[Fault]:
     etcd = len(s.etcd_hosts)
     if etcd == 0:
         yield 'hosts', "no host has the etcd role; etcd needs 1, 3 or 5 members"
-    elif etcd % 2 == 0:
-        yield 'hosts', f"{etcd} etcd members; use an odd number (1, 3, 5) so a quorum survives a failure"
     if not s.control_plane_hosts:
         yield 'hosts', "no host has the control-plane role"
     if not s.registry_hosts:
