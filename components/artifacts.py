@@ -37,7 +37,7 @@ SYSTEM_PROJECT = "system"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.26.7"
 FLANNEL_CNI_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.6.2-flannel1"
-COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.12.1"
+COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.12.4"
 
 
 @dataclass(frozen=True)

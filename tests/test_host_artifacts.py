@@ -51,8 +51,8 @@ def test_bill_of_materials_takes_digests_from_the_checksum_file():
 def test_images_have_sources_and_harbor_targets():
     s = _settings("ha")
     by_name = {i.name: i for i in artifacts.images(s)}
-    assert by_name["coredns"].source == "registry.k8s.io/coredns/coredns:v1.12.1"
-    assert by_name["coredns"].target == "harbor.corp.example/system/coredns:v1.12.1"
+    assert by_name["coredns"].source == "registry.k8s.io/coredns/coredns:v1.12.4"
+    assert by_name["coredns"].target == "harbor.corp.example/system/coredns:v1.12.4"
     assert by_name["pause"].target == "harbor.corp.example/system/pause:3.10.1"
     assert by_name["flannel-cni-plugin"].target == "harbor.corp.example/system/flannel-cni-plugin:v1.6.2-flannel1"
     assert _settings("dev").registry_hostname == "harbor.corp.example"

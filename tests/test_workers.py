@@ -185,7 +185,7 @@ def test_addons_flannel_and_coredns(stack):
     assert sorted(images) == sorted([
         f"{s.registry_hostname}/system/flannel-cni-plugin:v1.6.2-flannel1",
         f"{s.registry_hostname}/system/flannel:v0.26.7", f"{s.registry_hostname}/system/flannel:v0.26.7",
-        f"{s.registry_hostname}/system/coredns:v1.12.1"])
+        f"{s.registry_hostname}/system/coredns:v1.12.4"])
     addons = run.of_type("containercloud:k8s:ClusterAddons")[0]
     nodes = {step(run, f"{w.name}-node").command_urn for w in s.worker_hosts}
     assert nodes <= set(addons.dependencies)
