@@ -9,6 +9,7 @@ from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
 from components.directory import HARBOR_API_DIR, RANCHER_API_DIR, DirectoryAuth, DirectoryAuthArgs
 from components.firewall import HostFirewall, HostFirewallArgs
+from components.headlamp import Headlamp, HeadlampArgs
 from components.ingress import IngressController, IngressControllerArgs
 from components.pki import ClusterPki, ClusterPkiArgs
 from components.rancher import RancherServer, RancherServerArgs
@@ -60,6 +61,10 @@ rancher = RancherServer("rancher", RancherServerArgs.from_settings(
     registry_ready=registry.ready, kube_provider=cluster_provider, depends_on=[addons],
     cluster_name=f"{pulumi.get_project()}-{pulumi.get_stack()}", ingress=ingress))
 
+# --- headlamp (optional web view through the API server) -------------------------------------------
+headlamp = Headlamp("headlamp", HeadlampArgs(settings, cluster_provider), opts=pulumi.ResourceOptions(
+    depends_on=[addons, *registry.ready])) if settings.headlamp else None
+
 # --- smoke test: nginx from Harbor on the DMZ workers, checked from an INSIDE host -------------------------
 if settings.smoke_test:
     SmokeTest("smoke-test", SmokeTestArgs(settings, secrets.ssh_private_key, control_plane.admin_kubeconfig,
@@ -103,6 +108,7 @@ pulumi.export("registryAdminPassword", registry.admin_password)
 pulumi.export("rancherUrl", rancher.url)
 pulumi.export("rancherAdminPassword", rancher.admin_password)
 pulumi.export("rancherClusterId", rancher.cluster_id)
+pulumi.export("headlampUrl", headlamp.url if headlamp else "")
 pulumi.export("teamPullCredentials", pulumi.Output.secret(
     {r.args.team.name: {"username": team_registry.robot_name(r.args.team.name), "password": r.robot_secret}
      for r in team_registries}))

@@ -314,10 +314,10 @@ def ingress_images(s: Settings) -> list[Image]:
 
 # --- smoke test and Headlamp (components/smoke_test.py, components/headlamp.py) --------------------------
 # nginx: the official image's stable line (Docker Hub library/nginx, tag 1.28.0); Headlamp: the image its
-# release v0.38.0 publishes (ghcr.io/headlamp-k8s/headlamp, kubernetes-sigs/headlamp charts/headlamp
-# values.yaml `image.registry` / `image.repository`, tag = the chart's appVersion).
+# release v0.45.0 publishes (kubernetes-sigs/headlamp v0.45.0 charts/headlamp values.yaml `image.registry`
+# ghcr.io, `image.repository` headlamp-k8s/headlamp, tag "" = the chart's appVersion 0.45.0, published as v0.45.0).
 NGINX_IMAGE = "docker.io/library/nginx:1.28.0"
-HEADLAMP_VERSION = "v0.38.0"
+HEADLAMP_VERSION = "v0.45.0"
 HEADLAMP_IMAGE = f"ghcr.io/headlamp-k8s/headlamp:{HEADLAMP_VERSION}"
 
 
