@@ -192,7 +192,7 @@ def test_each_team_gets_its_group_as_developer_and_a_rancher_project(with_direct
 
 
 def test_teams_platform_scripts_pass_shellcheck(plain: ProgramRun, with_directory: ProgramRun, tmp_path: Path) -> None:
-    paths = []
+    paths: list[str] = []
     for run in (plain, with_directory):
         for r in run.of_type(COMMAND):
             ours = r.name.startswith(("directory-", "smoke-test"))
