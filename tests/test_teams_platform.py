@@ -144,6 +144,7 @@ def test_directory_calls_carry_the_passwords_only_on_stdin(with_directory: Progr
     assert body["ldap_url"] == "ldaps://ldap.corp.example:636" and body["ldap_verify_cert"] is True
     put = 'PUT "$api/configurations" -d @/etc/containercloud/directory-harbor/ldap.json'
     assert put in script(with_directory, harbor)
+    assert 'POST "$api/ldap/ping" -d @/etc/containercloud/directory-harbor/ldap.json' in script(with_directory, harbor)
     rancher = "directory-rancher"
     rbody = json.loads(stdin_files(with_directory, rancher)["/etc/containercloud/directory-rancher/auth.json"])
     assert rbody["ldapConfig"]["serviceAccountPassword"] == BIND_PASSWORD and rbody["password"] == ADMIN_PASSWORD
