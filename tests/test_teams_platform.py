@@ -227,3 +227,64 @@ def test_ldap_without_tls_and_a_group_without_directory_are_refused() -> None:
     problems = _faults(directory={**directory(), "caCertificate": "not a pem", "bindDn": "harbor"})
     assert any(p.startswith("container-cloud:directory.caCertificate:") for p in problems)
     assert any(p.startswith("container-cloud:directory.bindDn: 'harbor' is not a distinguished name") for p in problems)
+
+
+# --- the team script's flow, against a stand-in for Harbor's API ------------------------------------------
+
+FAKE_HARBOR = r'''
+api=https://harbor.test/api/v2.0
+log=$LOG
+harbor_api() {
+  printf '%s\n' "$*" >> "$log"
+  local url
+  for url in "$@"; do :; done
+  case "$*" in
+    *"-X POST $api/projects "*) printf '%s' "${PROJECT_CODE:-201}" ;;
+    *"-X PUT -H X-Is-Resource-Name: true $api/projects/payments "*) printf 200 ;;
+    *"-X POST $api/robots "*) printf 201; touch "$STATE/robot" ;;
+    *"-X DELETE $api/robots/"*) rm -f "$STATE/robot" ;;
+    *"-X PATCH $api/robots/"*) printf 200 ;;
+    *"$api/robots?q="*) if [[ -f $STATE/robot ]]; then
+        printf '[{"id":7,"level":"project","name":"robot$payments+pull","permissions":[{"access":[]}]}]'
+      else printf '[]'; fi ;;
+    *"$api/projects/payments") printf '{"name":"payments","project_id":3}' ;;
+    *) echo "unexpected call: $*" >&2; return 1 ;;
+  esac
+}
+'''
+
+
+def _team_script(tmp_path: Path, state: Path, project_code: str = "201") -> subprocess.CompletedProcess[str]:
+    from components.team_registry import robot_body, robot_name
+    from components.templating import render
+    body = render("team_registry/team.sh.j2", team="payments", robot_name=robot_name("payments"), group_dn="",
+                  robot_body=json.dumps(robot_body("payments"), separators=(",", ":")),
+                  secret_path="/tmp/secret.json", keep=True, curlrc="", api_dir="")
+    env = {"PATH": "/usr/bin:/bin", "LOG": str(tmp_path / "calls.log"), "STATE": str(state),
+           "PROJECT_CODE": project_code}
+    return subprocess.run(["bash", "-c", "set -euo pipefail\n" + FAKE_HARBOR + body], capture_output=True, text=True,
+                          env=env, timeout=30)
+
+
+def test_team_script_creates_then_replaces_the_robot_and_sets_its_secret(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    first = _team_script(tmp_path, state)
+    assert first.returncode == 0, first.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert not any("DELETE" in c for c in calls)  # no robot yet: created
+    assert any("-X PATCH https://harbor.test/api/v2.0/robots/7 -d @/tmp/secret.json" in c for c in calls)
+    (tmp_path / "calls.log").unlink()
+    second = _team_script(tmp_path, state)  # the robot exists: replaced, so its permissions are exactly ours
+    assert second.returncode == 0, second.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert [c for c in calls if "DELETE" in c] == ["-f -X DELETE https://harbor.test/api/v2.0/robots/7"]
+    assert "robot robot$payments+pull can pull from payments" in second.stdout
+
+
+def test_team_script_stops_when_harbor_refuses_the_project(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    out = _team_script(tmp_path, state, project_code="403")
+    assert out.returncode == 1
+    assert "project payments: create returned HTTP 403" in out.stderr
