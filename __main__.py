@@ -3,16 +3,21 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import etcd_backup, prerequisites
+from components import etcd_backup, prerequisites, team_rancher, team_registry
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
+from components.directory import HARBOR_API_DIR, RANCHER_API_DIR, DirectoryAuth, DirectoryAuthArgs
 from components.firewall import HostFirewall, HostFirewallArgs
+from components.headlamp import Headlamp, HeadlampArgs
 from components.ingress import IngressController, IngressControllerArgs
 from components.pki import ClusterPki, ClusterPkiArgs
 from components.rancher import RancherServer, RancherServerArgs
 from components.registry import Harbor, HarborArgs
+from components.smoke_test import SmokeTest, SmokeTestArgs
 from components.team_access import TeamAccess, TeamAccessArgs
+from components.team_rancher import TeamRancher, TeamRancherArgs
+from components.team_registry import TeamRegistry, TeamRegistryArgs
 from components.worker import worker_nodes
 
 settings, secrets = load_settings()  # every fault (types, rules, bill of materials) before any resource
@@ -54,12 +59,42 @@ rancher = RancherServer("rancher", RancherServerArgs.from_settings(
     registry_ready=registry.ready, kube_provider=cluster_provider, depends_on=[addons],
     cluster_name=f"{pulumi.get_project()}-{pulumi.get_stack()}", ingress=ingress))
 
+# --- headlamp (optional web view through the API server) -------------------------------------------
+headlamp = Headlamp("headlamp", HeadlampArgs(settings, cluster_provider), opts=pulumi.ResourceOptions(
+    depends_on=[addons, *registry.ready])) if settings.headlamp else None
+
+# --- smoke test: nginx from Harbor on the DMZ workers, checked from an INSIDE host -------------------------
+if settings.smoke_test:
+    SmokeTest("smoke-test", SmokeTestArgs(settings, secrets.ssh_private_key, control_plane.admin_kubeconfig,
+                                          depends_on=[addons, *(n.ready for n in nodes), *registry.ready]))
+
+# --- directory: Harbor and Rancher log people in against LDAP / AD ------------------------------------
+directory = None
+if settings.directory.enabled:
+    directory = DirectoryAuth("directory", DirectoryAuthArgs(
+        settings, secrets.ssh_private_key, secrets.directory_bind_password, secrets.directory_admin_password,
+        registry.api_files(HARBOR_API_DIR), rancher.api_files(RANCHER_API_DIR), rancher.api_script(RANCHER_API_DIR),
+        rancher.args.import_host, harbor_ready=registry.ready, rancher_ready=[rancher.import_step]))
+
 # --- teams ---------------------------------------------------------------------------------------
 teams = [
     TeamAccess(t.name, TeamAccessArgs.from_settings(settings, t, cluster_provider, pki.cas["kubernetes"],
                                                     depends_on=[control_plane.api_ready]))
     for t in settings.teams
 ]
+team_registries = [
+    TeamRegistry(f"{t.args.team.name}-registry", TeamRegistryArgs(
+        settings, t.args.team, secrets.ssh_private_key, registry.api_files(team_registry.api_dir(t.args.team.name)),
+        cluster_provider, list(t.namespaces.values()), [*registry.ready, *(directory.ready if directory else [])]))
+    for t in teams
+]
+if directory is not None:
+    for t in teams:
+        TeamRancher(f"{t.args.team.name}-rancher", TeamRancherArgs(
+            settings, t.args.team, secrets.ssh_private_key, rancher.args.import_host,
+            rancher.api_files(team_rancher.api_dir(t.args.team.name)),
+            rancher.api_script(team_rancher.api_dir(t.args.team.name)), control_plane.admin_kubeconfig,
+            [*t.namespaces.values(), rancher.import_step, *directory.ready]))
 
 # --- outputs -------------------------------------------------------------------------------------
 pulumi.export("apiEndpoint", settings.api_endpoint)
@@ -71,3 +106,7 @@ pulumi.export("registryAdminPassword", registry.admin_password)
 pulumi.export("rancherUrl", rancher.url)
 pulumi.export("rancherAdminPassword", rancher.admin_password)
 pulumi.export("rancherClusterId", rancher.cluster_id)
+pulumi.export("headlampUrl", headlamp.url if headlamp else "")
+pulumi.export("teamPullCredentials", pulumi.Output.secret(
+    {r.args.team.name: {"username": team_registry.robot_name(r.args.team.name), "password": r.robot_secret}
+     for r in team_registries}))

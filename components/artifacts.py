@@ -312,9 +312,28 @@ def ingress_images(s: Settings) -> list[Image]:
                   f"{s.registry_hostname}/{SYSTEM_PROJECT}/ingress-nginx-controller:{INGRESS_NGINX_VERSION}")]
 
 
+# --- smoke test and Headlamp (components/smoke_test.py, components/headlamp.py) --------------------------
+# nginx: the official image's stable line (Docker Hub library/nginx, tag 1.28.0); Headlamp: the image its
+# release v0.45.0 publishes (kubernetes-sigs/headlamp v0.45.0 charts/headlamp values.yaml `image.registry`
+# ghcr.io, `image.repository` headlamp-k8s/headlamp, tag "" = the chart's appVersion 0.45.0, published as v0.45.0).
+NGINX_IMAGE = "docker.io/library/nginx:1.28.0"
+HEADLAMP_VERSION = "v0.45.0"
+HEADLAMP_IMAGE = f"ghcr.io/headlamp-k8s/headlamp:{HEADLAMP_VERSION}"
+
+
+def platform_images(s: Settings) -> list[Image]:
+    """The optional workloads' images: nginx when smokeTest is on, Headlamp when headlamp is on."""
+    out = []
+    if s.smoke_test:
+        out.append(_image(s, "nginx", NGINX_IMAGE))
+    if s.headlamp:
+        out.append(_image(s, "headlamp", HEADLAMP_IMAGE))
+    return out
+
+
 def extra_images(s: Settings) -> list[Image]:
     """Images mirrored one archive each (Rancher's come from its release list: registry/images.sh.j2)."""
-    return ingress_images(s)
+    return ingress_images(s) + platform_images(s)
 
 
 def check_bill_of_materials(s: Settings) -> list[Fault]:

@@ -8,6 +8,7 @@ plain mapping and is what the tests call. Every fault is reported at once, each 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
@@ -19,7 +20,9 @@ PROJECT = "container-cloud"
 ROLES = ("etcd", "control-plane", "worker", "registry", "rancher")
 CORE_ROLES = ("etcd", "control-plane")
 TEAM_ROLES = ("view", "edit", "admin")
-SECRET_KEYS = ("sshPrivateKey", "registryDatabasePassword", "registryRedisPassword")
+SECRET_KEYS = ("sshPrivateKey", "registryDatabasePassword", "registryRedisPassword", "directoryBindPassword",
+               "directoryAdminPassword")
+DIRECTORY_TYPES = ("openldap", "activedirectory")
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -87,6 +90,46 @@ class Team(_Model):
     cluster_read: bool = Field(default=False, alias="clusterRead")
     quota: Optional[Quota] = None
     cert_validity_hours: Optional[int] = Field(default=None, alias="certValidityHours")
+    directory_group: Optional[str] = Field(default=None, alias="directoryGroup")  # the group's DN
+
+
+class Directory(_Model):
+    """An LDAP (OpenLDAP) or Active Directory server that Harbor and Rancher authenticate people against;
+    unset (`url` empty) by default. The bind password (`directoryBindPassword`) and the password of
+    `adminUser` (`directoryAdminPassword`: the directory login Rancher's testAndApply logs in with, which
+    becomes Rancher's admin principal) are secrets set with `pulumi config set --secret`."""
+
+    type: str = "openldap"  # openldap | activedirectory
+    url: str = ""  # ldaps://host[:port]
+    ca_certificate: str = Field(default="", alias="caCertificate")  # PEM of the CA of the server's certificate
+    bind_dn: str = Field(default="", alias="bindDn")
+    user_search_base: str = Field(default="", alias="userSearchBase")
+    user_search_filter: str = Field(default="", alias="userSearchFilter")
+    user_login_attribute: str = Field(default="", alias="userLoginAttribute")  # "": uid / sAMAccountName
+    group_search_base: str = Field(default="", alias="groupSearchBase")
+    group_search_filter: str = Field(default="", alias="groupSearchFilter")
+    admin_user: str = Field(default="", alias="adminUser")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @property
+    def login_attribute(self) -> str:
+        return self.user_login_attribute or ("sAMAccountName" if self.type == "activedirectory" else "uid")
+
+    def _authority(self) -> tuple[str, str]:
+        rest = self.url.removeprefix("ldaps://").split("/", 1)[0]
+        host, sep, port = rest.rpartition(":")
+        return (host, port) if sep and port.isdigit() else (rest, "636")
+
+    @property
+    def host(self) -> str:
+        return self._authority()[0]
+
+    @property
+    def port(self) -> int:
+        return int(self._authority()[1])
 
 
 class FirewallRule(_Model):
@@ -146,6 +189,10 @@ class Settings(_Model):
     etcd_backup_retain: int = Field(alias="etcdBackupRetain")
     etcd_backup_host: str = Field(alias="etcdBackupHost")
     max_unavailable_workers: int = Field(alias="maxUnavailableWorkers")
+    directory: Directory = Field(alias="directory")
+    registry_keep_team_projects: bool = Field(alias="registryKeepTeamProjects")
+    smoke_test: bool = Field(alias="smokeTest")
+    headlamp: bool = Field(alias="headlamp")
 
     # --- derived views --------------------------------------------------------
     def hosts_with(self, role: str) -> list[Host]:
@@ -224,6 +271,8 @@ class StackSecrets:
     ssh_private_key: pulumi.Output[str]
     registry_database_password: pulumi.Output[str]
     registry_redis_password: pulumi.Output[str]
+    directory_bind_password: pulumi.Output[str]
+    directory_admin_password: pulumi.Output[str]
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -259,7 +308,18 @@ def load_settings() -> tuple[Settings, StackSecrets]:
         ssh_private_key=cfg.require_secret("sshPrivateKey"),
         registry_database_password=cfg.get_secret("registryDatabasePassword") or pulumi.Output.secret(""),
         registry_redis_password=cfg.get_secret("registryRedisPassword") or pulumi.Output.secret(""),
+        directory_bind_password=cfg.get_secret("directoryBindPassword") or pulumi.Output.secret(""),
+        directory_admin_password=cfg.get_secret("directoryAdminPassword") or pulumi.Output.secret(""),
     )
+
+
+def _directory_set(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return False
+    return isinstance(value, dict) and bool(value.get("url"))
 
 
 def _secret_problems(raw: dict[str, Any]) -> list[Fault]:
@@ -274,4 +334,8 @@ def _secret_problems(raw: dict[str, Any]) -> list[Fault]:
         for key in ("registryDatabasePassword", "registryRedisPassword"):
             if not present(key):
                 problems.append((key, "missing; registryMode ha needs it (set it with --secret)"))
+    if _directory_set(raw.get("directory")):
+        for key in ("directoryBindPassword", "directoryAdminPassword"):
+            if not present(key):
+                problems.append((key, "missing; `directory` needs it (set it with --secret)"))
     return problems

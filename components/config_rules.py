@@ -21,6 +21,7 @@ from components.config import (
     _QUANTITY,
     _V_VERSION,
     CORE_ROLES,
+    DIRECTORY_TYPES,
     ROLES,
     TEAM_ROLES,
     Fault,
@@ -320,6 +321,40 @@ def check_teams(s: Settings) -> Iterable[Fault]:
             yield key + '.certValidityHours', f"{t.cert_validity_hours} is outside 1-{s.ca_validity_hours}"
 
 
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
+
+
+def check_directory(s: Settings) -> Iterable[Fault]:
+    d = s.directory
+    if not d.enabled:
+        return
+    if d.type not in DIRECTORY_TYPES:
+        yield 'directory.type', f"'{d.type}' is not a directory type; types are {', '.join(DIRECTORY_TYPES)}"
+    if not re.fullmatch(r"ldaps://[A-Za-z0-9.-]+(:\d{1,5})?/?", d.url):
+        yield 'directory.url', f"'{d.url}' is not ldaps://host[:port] (LDAP without TLS is refused)"
+    elif not _port(d.port):
+        yield 'directory.url', f"{d.port} is not a port (1-65535)"
+    if not _PEM_CERT.search(d.ca_certificate):
+        yield 'directory.caCertificate', "a PEM certificate (the CA that signed the directory server's certificate)"
+    for key in ("bind_dn", "user_search_base", "group_search_base"):
+        alias = type(d).model_fields[key].alias
+        if "=" not in getattr(d, key):
+            yield f'directory.{alias}', f"'{getattr(d, key)}' is not a distinguished name (like cn=x,dc=example,dc=org)"
+    if not d.admin_user.strip():
+        yield 'directory.adminUser', "the directory login Rancher tests the settings with (it becomes Rancher's admin)"
+
+
+def check_team_groups(s: Settings) -> Iterable[Fault]:
+    for i, t in enumerate(s.teams):
+        if t.directory_group is None:
+            continue
+        key = f"teams[{i}].directoryGroup"
+        if not s.directory.enabled:
+            yield key, "set, but no directory is configured (directory.url is empty)"
+        elif "=" not in t.directory_group or '"' in t.directory_group:
+            yield key, f"'{t.directory_group}' is not a group's distinguished name (cn=team,ou=groups,dc=example)"
+
+
 def check_firewall(s: Settings) -> Iterable[Fault]:
     targets = {h.name for h in s.hosts} | set(ROLES)
     for i, rule in enumerate(s.firewall_extra_rules):
@@ -364,6 +399,8 @@ CHECKS: tuple[Check, ...] = (
     check_rancher,
     check_rancher_hosts,
     check_teams,
+    check_directory,
+    check_team_groups,
     check_firewall,
     check_public_ports,
     check_artifacts,

@@ -203,6 +203,21 @@ class RancherServer(pulumi.ComponentResource):
                 tls_secret, ca_secret, bootstrap, *ingress, *self.args.registry_ready, *self.args.depends_on]))
         return [release]
 
+    # --- API access for other components' steps on the import host --------------------------------
+    def api_files(self, directory: str) -> list[HostFile]:
+        """Our CA and the admin login (a 0600 JSON file) for `api_script(directory)`."""
+        login = self.admin_password.apply(
+            lambda p: json.dumps({"username": "admin", "password": p, "responseType": "json"}) + "\n")
+        return [HostFile(f"{directory}/ca.crt", self.args.ca_pem),
+                HostFile(f"{directory}/login.json", login, "0600", secret=True)]
+
+    def api_script(self, directory: str) -> str:
+        """Logs in as admin, defines `api` (curl with the token from a 0600 curl config) and `$cluster`
+        (the id of the cluster this stack imported, or `local` in helm mode)."""
+        s = self.args.settings
+        return render("rancher/api.sh.j2", url=self.url, ca=f"{directory}/ca.crt", login=f"{directory}/login.json",
+                      cluster_name=self.args.cluster_name, register=s.rancher_mode == "docker")
+
     # --- import --------------------------------------------------------------------------------
     def _import(self) -> HostStep:
         s = self.args.settings

@@ -69,6 +69,13 @@ def mirror_image(image: artifacts.Image, registry_hostname: str) -> MirrorImage:
     return MirrorImage(image.name, image.source, image.target, project, repository, tag)
 
 
+def api_script(s: Settings, directory: str) -> str:
+    """`harbor_api` (curl through our CA, the admin's credential from a 0600 curl config) for a script on the
+    first registry host, which reaches Harbor at 127.0.0.1."""
+    return render("registry/api.sh.j2", hostname=s.registry_hostname, https_port=HTTPS_PORT,
+                  resolve_to="127.0.0.1", ca_path=f"{directory}/ca.crt", curlrc_path=f"{directory}/admin.curlrc")
+
+
 def rancher_release_files(s: Settings) -> list[Staged]:
     """The pinned Rancher release's image list and the archive its rancher-save-images.sh made of it."""
     return [docker_engine.staged("rancher", s.rancher_version, f)
@@ -114,6 +121,9 @@ def install_dir(s: Settings) -> str:
     return f"{INSTALL_ROOT}/{s.registry_version}/harbor"
 
 
+DIRECTORY_CA = f"{CONFIG_DIR}/directory-ca.crt"
+
+
 def harbor_yml(s: Settings, admin_password: str, database_password: str, redis_password: str) -> str:
     host, _, port = s.registry_database_address.rpartition(":")
     return render(
@@ -132,6 +142,7 @@ def harbor_yml(s: Settings, admin_password: str, database_password: str, redis_p
         redis_address=s.registry_redis_address,
         redis_password=redis_password,
         data_volume=data_path(s),
+        ca_bundle=DIRECTORY_CA if s.directory.enabled else "",
         job_workers=JOB_WORKERS,
         log_rotate_count=LOG_ROTATE_COUNT,
         log_rotate_size=LOG_ROTATE_SIZE,
@@ -262,6 +273,8 @@ class Harbor(pulumi.ComponentResource):
             HostFile(f"{CONFIG_DIR}/ca.crt", self.args.ca_pem),
             *shared,
         ]
+        if s.directory.enabled:  # harbor.yml's storage_service.ca_bundle: Harbor core trusts the directory's CA
+            files.append(HostFile(DIRECTORY_CA, s.directory.ca_certificate))
         values = dict(
             version=s.registry_version, install_root=INSTALL_ROOT, install_dir=install_dir(s),
             version_dir=f"{INSTALL_ROOT}/{s.registry_version}", installer=installer.name,
@@ -288,8 +301,14 @@ class Harbor(pulumi.ComponentResource):
         ]
 
     def _api(self) -> str:
-        return render("registry/api.sh.j2", hostname=self.args.settings.registry_hostname, https_port=HTTPS_PORT,
-                      resolve_to="127.0.0.1", ca_path=f"{API_DIR}/ca.crt", curlrc_path=f"{API_DIR}/admin.curlrc")
+        return api_script(self.args.settings, API_DIR)
+
+    def api_files(self, directory: str) -> list[HostFile]:
+        """The CA and the admin's 0600 curl config for a step of another component that calls Harbor's API
+        on the first registry host (with `api_script(settings, directory)`)."""
+        curlrc = self.admin_password.apply(lambda p: f'user = "admin:{p}"\n')
+        return [HostFile(f"{directory}/ca.crt", self.args.ca_pem),
+                HostFile(f"{directory}/admin.curlrc", curlrc, "0600", secret=True)]
 
     def _projects(self, host: Host) -> HostStep:
         s = self.args.settings

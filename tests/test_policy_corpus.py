@@ -22,6 +22,7 @@ from offline.engine.mocks import SECRET_SIG
 from offline.engine.monitor import Registration
 from offline.engine.policy_client import PolicyAnalyzer, mandatory
 from offline.engine.runner import ProgramRun
+from tests.test_teams_platform import directory as platform_directory
 
 HOST_STEP = "containercloud:host:HostStep"
 FW = "containercloud:net:HostFirewall"
@@ -199,6 +200,28 @@ API = ("dev", "master-1-kube-apiserver", APISERVER)
 ETC = ("dev", "master-1-etcd", ETCD)
 CTL = "master-1-controllers"
 KUB = ("dev", "worker-1-kubelet")
+SVC = "kubernetes:core/v1:Service"
+DIRECTORY_AUTH = "containercloud:auth:DirectoryAuth"
+PLATFORM = {"headlamp": True, "directory": platform_directory(), "directoryBindPassword": "Bind-Pa55word-1",
+            "directoryAdminPassword": "Admin-Pa55word-1",
+            "teams": [{"name": "payments", "namespaces": ["payments"], "role": "edit",
+                       "directoryGroup": "cn=payments,ou=groups,dc=corp,dc=example"}]}
+
+
+def platform_edit(typ: str, name: str, change: Callable[[dict[str, Any]], None]) -> Edit:
+    """A resource of the dev stack with a directory and Headlamp on, changed."""
+    def build(runs: Runs) -> list[Registration]:
+        run = run_program("dev", PLATFORM)
+        assert run.error is None, run.error
+        reg = copy.deepcopy(_find(run, typ, name))
+        change(reg.inputs)
+        return [reg]
+    return build
+
+
+def ldap_without_tls(inputs: dict[str, Any]) -> None:
+    inputs["url"] = "ldap://ldap.corp.example"
+    inputs["harbor"]["ldap_url"] = "ldap://ldap.corp.example:389"
 
 CORPUS: list[Variant] = [
     # --- kube-apiserver unit (CIS 1.2) ---------------------------------------------------------------------------
@@ -470,6 +493,28 @@ CORPUS: list[Variant] = [
     V("public-ports-exempt-kubelet",
       ruleset_edit("dev", "master-1", add_accept("ip saddr 0.0.0.0/0 tcp dport 10250 accept")),
       "cluster-ports-never-public", "10250", also={"zone-matrix", "host-firewall-ruleset", "no-any-source-inside"}),
+    # --- teams platform (issue 17) -------------------------------------------------------------------------------
+    V("robot-with-push", script_edit("dev", "payments-registry-harbor", sub('"action":"pull"', '"action":"push"')),
+      "robot-pull-only", "repository:push on project payments"),
+    V("robot-system-level",
+      script_edit("ha", "analytics-registry-harbor", sub('"level":"project"', '"level":"system"')),
+      "robot-pull-only", "level 'system'"),
+    V("robot-second-project",
+      script_edit("dev", "analytics-registry-harbor",
+                  sub(re.escape('"permissions":['), '"permissions":[{"kind":"project","namespace":"payments","access":'
+                                          '[{"resource":"repository","action":"pull"}]},')),
+      "robot-pull-only", "2 permissions"),
+    V("ldap-without-tls", platform_edit(DIRECTORY_AUTH, "directory", ldap_without_tls),
+      "directory-tls", "not ldaps:// (LDAP without TLS)"),
+    V("ldap-no-verify", platform_edit(DIRECTORY_AUTH, "directory", put("harbor", "ldap_verify_cert", value=False)),
+      "directory-tls", "ldap_verify_cert is not true"),
+    V("headlamp-nodeport",
+      platform_edit(SVC, "headlamp-service-headlamp-headlamp", put("spec", "type", value="NodePort")),
+      "headlamp-not-exposed", "exposes Headlamp as NodePort"),
+    V("headlamp-cluster-admin",
+      input_edit("dev", CRB, "analytics-cluster-view",
+                 put("subjects", 0, value={"kind": "ServiceAccount", "name": "headlamp", "namespace": "headlamp"})),
+      "headlamp-not-exposed", "to Headlamp's ServiceAccount headlamp"),
     V("dmz-kubelet-open-to-any",
       config_change("dev", {"firewallExtraRules": [{"hosts": ["worker-1"], "port": 10250, "protocol": "tcp",
                                                      "sources": ["0.0.0.0/0"], "purpose": "audit"}]}, FW),
@@ -490,6 +535,14 @@ def runs(dev: ProgramRun, ha: ProgramRun, dev_helm: ProgramRun) -> Runs:
 @pytest.mark.parametrize("name", ["dev", "ha", "dev_helm"])
 def test_stacks_have_no_findings(analyzer: PolicyAnalyzer, runs: Runs, name: str) -> None:
     found = analyzer.analyze(runs[name].registrations)
+    assert found == [], "\n".join(f"{v.policy} [{v.level}]: {v.message}" for v in found)
+
+
+def test_a_stack_with_directory_and_headlamp_has_no_findings(analyzer: PolicyAnalyzer) -> None:
+    run = run_program("dev", PLATFORM)
+    assert run.error is None, run.error
+    assert run.of_type(DIRECTORY_AUTH) and run.of_type("containercloud:k8s:Headlamp")
+    found = analyzer.analyze(run.registrations)
     assert found == [], "\n".join(f"{v.policy} [{v.level}]: {v.message}" for v in found)
 
 

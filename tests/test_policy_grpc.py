@@ -26,7 +26,8 @@ POLICIES = {
     "etcd-hardening", "controller-manager-scheduler-hardening", "kubelet-hardening", "registry-https-only",
     "registry-tls-artifacts", "docker-daemon-unix-socket-only", "rancher-server-tls", "host-secret-files",
     "no-default-credentials", "pki-strength", "pki-no-issued-ca", "leaf-validity", "rbac-no-anonymous",
-    "rbac-least-privilege", "team-pod-security", "no-credentials-in-configmaps",
+    "rbac-least-privilege", "team-pod-security", "no-credentials-in-configmaps", "robot-pull-only", "directory-tls",
+    "headlamp-not-exposed",
 }
 
 

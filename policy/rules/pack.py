@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
-from . import credentials, hardening, host_artifacts, network, pki, rbac
+from . import credentials, hardening, host_artifacts, network, pki, platform, rbac
 
 PACK_NAME = "container-cloud"
 
@@ -50,4 +50,7 @@ POLICIES = [
     _resource("rbac-least-privilege", rbac.validate_least_privilege),
     _resource("team-pod-security", rbac.validate_team_pod_security),
     _resource("no-credentials-in-configmaps", rbac.validate_configmap_credentials),
+    _resource("robot-pull-only", platform.validate_robot_pull_only),
+    _resource("directory-tls", platform.validate_directory_tls),
+    _resource("headlamp-not-exposed", platform.validate_headlamp_not_exposed),
 ]

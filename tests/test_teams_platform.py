@@ -1,0 +1,290 @@
+"""Issue 17: directory logins, a team's Harbor project / robot / pull Secrets, Rancher projects — under the mocks."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from components.config import ConfigError, parse_settings
+from offline.engine import ProgramRun, run_program
+from offline.engine.runner import ROOT, load_stack_config
+
+PROGRAM = ROOT / "__main__.py"
+STEP = "containercloud:host:HostStep"
+COMMAND = "command:remote:Command"
+SECRET = "kubernetes:core/v1:Secret"
+TEAM_REGISTRY = "containercloud:registry:TeamRegistry"
+TEAM_RANCHER = "containercloud:rancher:TeamRancher"
+DIRECTORY = "containercloud:auth:DirectoryAuth"
+BIND_PASSWORD = "Bind-Pa55word-9f3k"
+ADMIN_PASSWORD = "Admin-Pa55word-7q2z"
+GROUPS = {"payments": "cn=payments,ou=groups,dc=corp,dc=example",
+          "analytics": "cn=analytics,ou=groups,dc=corp,dc=example"}
+
+
+def _ca_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corp directory CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def directory(kind: str = "openldap", url: str = "ldaps://ldap.corp.example") -> dict[str, Any]:
+    return {"type": kind, "url": url, "caCertificate": _ca_pem(), "bindDn": "cn=harbor,ou=services,dc=corp,dc=example",
+            "userSearchBase": "ou=people,dc=corp,dc=example", "userSearchFilter": "(objectClass=inetOrgPerson)",
+            "groupSearchBase": "ou=groups,dc=corp,dc=example", "adminUser": "platform-admin"}
+
+
+def _teams_with_groups() -> list[dict[str, Any]]:
+    teams = load_stack_config("dev").values["container-cloud:teams"]
+    return [{**t, "directoryGroup": GROUPS[t["name"]]} for t in json.loads(teams)]
+
+
+@pytest.fixture(scope="module")
+def plain() -> ProgramRun:
+    run = run_program("dev", program=PROGRAM)
+    assert run.error is None, run.error
+    return run
+
+
+@pytest.fixture(scope="module")
+def with_directory() -> ProgramRun:
+    run = run_program("dev", overrides={"directory": directory(), "teams": _teams_with_groups(),
+                                        "directoryBindPassword": BIND_PASSWORD,
+                                        "directoryAdminPassword": ADMIN_PASSWORD}, program=PROGRAM)
+    assert run.error is None, run.error
+    return run
+
+
+def script(run: ProgramRun, name: str, key: str = "create") -> str:
+    text = run.named(name, COMMAND).plain_inputs[key]
+    return text.split("<<'CC_STEP_EOF'\n", 1)[1].split("\nCC_STEP_EOF\n", 1)[0] + "\n"
+
+
+def stdin_files(run: ProgramRun, name: str) -> dict[str, str]:
+    """What the step's stdin carries: `path mode base64` lines, decoded."""
+    bundle = run.named(name, COMMAND).plain_inputs["stdin"]
+    out = {}
+    for line in bundle.splitlines():
+        path, _mode, data = line.split(" ")
+        out[path] = base64.b64decode(data).decode()
+    return out
+
+
+def _everything_but_stdin(run: ProgramRun, name: str) -> str:
+    inputs = dict(run.named(name, COMMAND).plain_inputs)
+    inputs.pop("stdin")
+    return json.dumps(inputs)
+
+
+# --- without a directory: projects, robots, pull Secrets; nothing of the directory -----------------------
+
+def test_teams_get_projects_robots_and_pull_secrets_without_directory(plain: ProgramRun) -> None:
+    settings = parse_settings({k.split(":", 1)[1]: v for k, v in load_stack_config("dev").values.items()})
+    assert not plain.of_type(DIRECTORY) and not plain.of_type(TEAM_RANCHER)
+    assert {r.name for r in plain.of_type(TEAM_REGISTRY)} == {f"{t.name}-registry" for t in settings.teams}
+    for t in settings.teams:
+        props = plain.named(f"{t.name}-registry", TEAM_REGISTRY).plain_inputs
+        assert props["project"] == {"name": t.name, "public": False}
+        assert props["robot"]["permissions"] == [{"kind": "project", "namespace": t.name,
+                                                 "access": [{"resource": "repository", "action": "pull"}]}]
+        assert props.get("memberGroup") is None
+        body = script(plain, f"{t.name}-registry-harbor")
+        assert "member_group" not in body and "ldap" not in body
+        robot_call = json.loads(body.split('"$api/robots" -d ', 1)[1].split("\n", 1)[0].strip("')"))
+        assert robot_call["level"] == "project" and robot_call["permissions"] == props["robot"]["permissions"]
+        for ns in t.namespaces:
+            secret = plain.named(f"{t.name}-{ns}-harbor-pull", SECRET)
+            assert secret.plain_inputs["type"] == "kubernetes.io/dockerconfigjson"
+            assert secret.plain_inputs["metadata"]["namespace"] == ns
+            assert secret.input_is_secret("stringData")
+            config = json.loads(secret.plain_inputs["stringData"][".dockerconfigjson"])
+            auth = config["auths"][settings.registry_hostname]
+            assert auth["username"] == f"robot${t.name}+pull"
+            assert base64.b64decode(auth["auth"]).decode() == f"{auth['username']}:{auth['password']}"
+            # the same secret Harbor gets through PATCH /robots/{id}, only over stdin
+            sent = stdin_files(plain, f"{t.name}-registry-harbor")[
+                f"/etc/containercloud/registry-teams/{t.name}/robot-secret.json"]
+            assert json.loads(sent) == {"secret": auth["password"]}
+            assert auth["password"] not in _everything_but_stdin(plain, f"{t.name}-registry-harbor")
+    assert "teamPullCredentials" in plain.secret_outputs
+
+
+def test_removing_a_team_deletes_its_robot_and_keeps_its_project_by_default(plain: ProgramRun) -> None:
+    undo = script(plain, "payments-registry-harbor", "delete")
+    assert 'harbor_api -f -X DELETE "$api/robots/$id"' in undo
+    assert '"$api/projects/$project"' in undo and "-X DELETE -H 'X-Is-Resource-Name: true'" not in undo
+    run = run_program("dev", overrides={"registryKeepTeamProjects": False}, program=PROGRAM)
+    assert run.error is None, run.error
+    assert "-X DELETE -H 'X-Is-Resource-Name: true' \"$api/projects/$project\"" in script(
+        run, "payments-registry-harbor", "delete")
+
+
+# --- with a directory ---------------------------------------------------------------------------------
+
+def test_directory_calls_carry_the_passwords_only_on_stdin(with_directory: ProgramRun) -> None:
+    harbor = "directory-harbor"
+    body = json.loads(stdin_files(with_directory, harbor)["/etc/containercloud/directory-harbor/ldap.json"])
+    assert body["auth_mode"] == "ldap_auth" and body["ldap_search_password"] == BIND_PASSWORD
+    assert body["ldap_url"] == "ldaps://ldap.corp.example:636" and body["ldap_verify_cert"] is True
+    put = 'PUT "$api/configurations" -d @/etc/containercloud/directory-harbor/ldap.json'
+    assert put in script(with_directory, harbor)
+    assert 'POST "$api/ldap/ping" -d @/etc/containercloud/directory-harbor/ldap.json' in script(with_directory, harbor)
+    rancher = "directory-rancher"
+    rbody = json.loads(stdin_files(with_directory, rancher)["/etc/containercloud/directory-rancher/auth.json"])
+    assert rbody["ldapConfig"]["serviceAccountPassword"] == BIND_PASSWORD and rbody["password"] == ADMIN_PASSWORD
+    assert rbody["ldapConfig"]["tls"] is True and rbody["ldapConfig"]["port"] == 636
+    assert "/v3/openLdapConfigs/openldap?action=testAndApply" in script(with_directory, rancher)
+    for name in (harbor, rancher):
+        assert with_directory.named(name, COMMAND).input_is_secret("stdin")
+        rest = _everything_but_stdin(with_directory, name)
+        assert BIND_PASSWORD not in rest and ADMIN_PASSWORD not in rest
+    holders = set()
+    for reg in with_directory.registrations:  # only the two steps hold them (as secret files)
+        if BIND_PASSWORD in json.dumps(reg.plain_inputs):
+            holders.add((reg.type, reg.name))
+    assert holders == {(STEP, harbor), (STEP, rancher)}  # the commands carry them base64 on stdin
+    for name in (harbor, rancher):
+        files = with_directory.named(name, STEP).inputs["files"]
+        body = next(f for f in files if f["path"].endswith(".json"))
+        assert body["secret"] and body["mode"] == "0600" and isinstance(body["content"], dict)
+
+
+def test_active_directory_uses_its_own_provider() -> None:
+    run = run_program("dev", overrides={"directory": directory("activedirectory"),
+                                        "directoryBindPassword": BIND_PASSWORD,
+                                        "directoryAdminPassword": ADMIN_PASSWORD}, program=PROGRAM)
+    assert run.error is None, run.error
+    rbody = json.loads(stdin_files(run, "directory-rancher")["/etc/containercloud/directory-rancher/auth.json"])
+    assert rbody["activeDirectoryConfig"]["serviceAccountUsername"].startswith("cn=harbor")
+    assert rbody["enabled"] is True
+    assert "/v3/activeDirectoryConfigs/activedirectory?action=testAndApply" in script(run, "directory-rancher")
+
+
+def test_each_team_gets_its_group_as_developer_and_a_rancher_project(with_directory: ProgramRun) -> None:
+    roles = {"payments": "project-member", "analytics": "read-only"}
+    for team, dn in GROUPS.items():
+        body = script(with_directory, f"{team}-registry-harbor")
+        member = body.split('"$api/projects/$project/members" \\\n  -d ', 1)[1].split("\n", 1)[0].strip("')")
+        assert json.loads(member) == {"role_id": 2, "member_group": {"group_type": 1, "ldap_group_dn": dn}}
+        props = with_directory.named(f"{team}-rancher", TEAM_RANCHER).plain_inputs
+        assert props["groupPrincipalId"] == f"openldap_group://{dn}" and props["roleTemplateId"] == roles[team]
+        rancher = script(with_directory, f"{team}-rancher-rancher")
+        for ns in props["namespaces"]:
+            assert f'annotate --overwrite namespace {ns} "field.cattle.io/projectId=$project"' in rancher
+        # the team steps wait for the directory (Harbor can only add an LDAP group in ldap_auth)
+        deps = with_directory.named(f"{team}-registry-harbor", STEP).dependencies
+        assert any("directory-harbor" in d for d in deps)
+
+
+def test_teams_platform_scripts_pass_shellcheck(plain: ProgramRun, with_directory: ProgramRun, tmp_path: Path) -> None:
+    paths: list[str] = []
+    for run in (plain, with_directory):
+        for r in run.of_type(COMMAND):
+            ours = r.name.startswith(("directory-", "smoke-test"))
+            if ours or "-registry-harbor" in r.name or "-rancher-rancher" in r.name:
+                for key in ("create", "delete"):
+                    p = tmp_path / f"{run.stack}-{len(paths)}-{r.name}-{key}.sh"
+                    p.write_text(script(run, r.name, key))
+                    paths.append(str(p))
+    assert len(paths) >= 20
+    out = subprocess.run(["shellcheck", "-s", "bash", *paths], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+# --- settings -------------------------------------------------------------------------------------------
+
+def _faults(**overrides: Any) -> list[str]:
+    raw = {k.split(":", 1)[1]: v for k, v in load_stack_config("dev", overrides).values.items()}
+    with pytest.raises(ConfigError) as err:
+        parse_settings(raw)
+    return err.value.problems
+
+
+def test_ldap_without_tls_and_a_group_without_directory_are_refused() -> None:
+    problems = _faults(directory=directory(url="ldap://ldap.corp.example"))
+    assert any(p.startswith("container-cloud:directory.url: 'ldap://ldap.corp.example'") and "without TLS" in p
+               for p in problems), problems
+    teams = _teams_with_groups()
+    problems = _faults(teams=teams)
+    assert "container-cloud:teams[0].directoryGroup: set, but no directory is configured (directory.url is empty)" \
+        in problems
+    problems = _faults(directory={**directory(), "caCertificate": "not a pem", "bindDn": "harbor"})
+    assert any(p.startswith("container-cloud:directory.caCertificate:") for p in problems)
+    assert any(p.startswith("container-cloud:directory.bindDn: 'harbor' is not a distinguished name") for p in problems)
+
+
+# --- the team script's flow, against a stand-in for Harbor's API ------------------------------------------
+
+FAKE_HARBOR = r'''
+api=https://harbor.test/api/v2.0
+log=$LOG
+harbor_api() {
+  printf '%s\n' "$*" >> "$log"
+  local url
+  for url in "$@"; do :; done
+  case "$*" in
+    *"-X POST $api/projects "*) printf '%s' "${PROJECT_CODE:-201}" ;;
+    *"-X PUT -H X-Is-Resource-Name: true $api/projects/payments "*) printf 200 ;;
+    *"-X POST $api/robots "*) printf 201; touch "$STATE/robot" ;;
+    *"-X DELETE $api/robots/"*) rm -f "$STATE/robot" ;;
+    *"-X PATCH $api/robots/"*) printf 200 ;;
+    *"$api/robots?q="*) if [[ -f $STATE/robot ]]; then
+        printf '[{"id":7,"level":"project","name":"robot$payments+pull","permissions":[{"access":[]}]}]'
+      else printf '[]'; fi ;;
+    *"$api/projects/payments") printf '{"name":"payments","project_id":3}' ;;
+    *) echo "unexpected call: $*" >&2; return 1 ;;
+  esac
+}
+'''
+
+
+def _team_script(tmp_path: Path, state: Path, project_code: str = "201") -> subprocess.CompletedProcess[str]:
+    from components.team_registry import robot_body, robot_name
+    from components.templating import render
+    body = render("team_registry/team.sh.j2", team="payments", robot_name=robot_name("payments"), group_dn="",
+                  robot_body=json.dumps(robot_body("payments"), separators=(",", ":")),
+                  secret_path="/tmp/secret.json", keep=True, curlrc="", api_dir="")
+    env = {"PATH": "/usr/bin:/bin", "LOG": str(tmp_path / "calls.log"), "STATE": str(state),
+           "PROJECT_CODE": project_code}
+    return subprocess.run(["bash", "-c", "set -euo pipefail\n" + FAKE_HARBOR + body], capture_output=True, text=True,
+                          env=env, timeout=30)
+
+
+def test_team_script_creates_then_replaces_the_robot_and_sets_its_secret(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    first = _team_script(tmp_path, state)
+    assert first.returncode == 0, first.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert not any("DELETE" in c for c in calls)  # no robot yet: created
+    assert any("-X PATCH https://harbor.test/api/v2.0/robots/7 -d @/tmp/secret.json" in c for c in calls)
+    (tmp_path / "calls.log").unlink()
+    second = _team_script(tmp_path, state)  # the robot exists: replaced, so its permissions are exactly ours
+    assert second.returncode == 0, second.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert [c for c in calls if "DELETE" in c] == ["-f -X DELETE https://harbor.test/api/v2.0/robots/7"]
+    assert "robot robot$payments+pull can pull from payments" in second.stdout
+
+
+def test_team_script_stops_when_harbor_refuses_the_project(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    out = _team_script(tmp_path, state, project_code="403")
+    assert out.returncode == 1
+    assert "project payments: create returned HTTP 403" in out.stderr
