@@ -20,7 +20,7 @@ from typing import Any, Optional
 import yaml
 
 from lab import mirror as lab_mirror
-from lab import probes
+from lab import probes, proofs_issue12
 from lab import registry as lab_registry
 from lab.apply import Engine, Executor, Report
 from lab.hosts import HostSpec, Lab, plan_hosts, plan_users
@@ -392,6 +392,7 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
     ctx.soft("zone matrix", lambda: zone_matrix_proof(lab, ctx.settings))
     ctx.soft("docker", lambda: docker_proof(lab, ctx.settings))
     ctx.soft("registry trust", lambda: registry_proof(ctx))
+    proofs_issue12.run_all(ctx)
     if ctx.stack == "dev":
         ctx.soft("change and fault", lambda: _change_and_fault(ctx))
 
