@@ -26,6 +26,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lab import registry as lab_registry
@@ -39,6 +40,7 @@ IMAGE = "cclab-busybox:1"
 PROBE_TIMEOUT = 1.5
 PKI = "/etc/kubernetes/pki"
 KUBE_PROXY = "/usr/local/bin/kube-proxy"
+Probe = tuple[str, str, str, int, list[str], str]  # (what, mode, address, port, extra args, wanted result)
 
 
 class ProofFailed(AssertionError):
@@ -218,7 +220,7 @@ def pods_proof(lab: Any, settings: Any) -> str:
     old = without_flow(ruleset, settings.pod_cidr, api_port)
     tls = [f"{PKI}/ca.crt", f"{PKI}/apiserver-kubelet-client.crt", f"{PKI}/apiserver-kubelet-client.key",
            cluster_ip, "/readyz"]
-    probes = [("pod -> kubernetes Service (ClusterIP)", "tls", cluster_ip, 443, tls, "answered"),
+    probes: list[Probe] = [("pod -> kubernetes Service (ClusterIP)", "tls", cluster_ip, 443, tls, "answered"),
               ("pod -> etcd client", "tcp", host.address, 2379, [], "dropped"),
               ("pod -> etcd peer", "tcp", host.address, 2380, [], "dropped")]
     rows, bad = [], []
@@ -227,11 +229,11 @@ def pods_proof(lab: Any, settings: Any) -> str:
         lab.run(host.name, ["nft", "-f", "-"], input=dnat_ruleset(cluster_ip, 443, host.address, api_port).encode())
         for label, ruleset_text in (("program's ruleset", ruleset), ("without pods->6443 (before 170a934)", old)):
             lab.run(host.name, ["nft", "-f", "-"], input=ruleset_text.encode())
-            for what, mode, addr, port, extra, want in probes:
+            with ThreadPoolExecutor(len(probes)) as pool:  # dropped probes wait out their timeout together
+                answers = list(pool.map(lambda pr: _probe_in_pod(lab, host.name, pr), probes))
+            for (what, mode, addr, port, _, want), got in zip(probes, answers, strict=True):
                 if ruleset_text is old:
                     want = "dropped" if mode == "tls" else want
-                got = parse_probe(lab.run(host.name, ["nsenter", f"--net=/run/netns/{POD_NETNS}", "--",
-                                                      *probe_argv(mode, addr, port, *extra)], check=False))
                 ok = got["result"] == want and (want != "answered" or got.get("status", "").endswith("200 OK"))
                 rows.append((label, what, f"{addr}:{port}", show(got), "ok" if ok else f"WANT {want}"))
                 if not ok:
@@ -246,6 +248,12 @@ def pods_proof(lab: Any, settings: Any) -> str:
     check(not bad, f"pod -> apiserver through the Service not as intended: {bad}")
     return (f"a pod on {host.name} reaches the apiserver via {cluster_ip}:443 (TLS /readyz 200) with the program's "
             f"ruleset, etcd dropped; without the pods->{api_port} flow the Service connection is dropped")
+
+
+def _probe_in_pod(lab: Any, host: str, probe: Probe) -> dict[str, Any]:
+    _, mode, addr, port, extra, _ = probe
+    argv = ["nsenter", f"--net=/run/netns/{POD_NETNS}", "--", *probe_argv(mode, addr, port, *extra)]
+    return parse_probe(lab.run(host, argv, check=False))
 
 
 def _pod_up(lab: Any, host: str, gateway: str, pod: str, prefix: int) -> None:
