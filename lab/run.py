@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 import yaml
 
+from lab import bare, debrepo, probes, proofs_issue12
 from lab import mirror as lab_mirror
-from lab import probes, proofs_issue12
 from lab import registry as lab_registry
 from lab.apply import Engine, Executor, Report
 from lab.hosts import HostSpec, Lab, plan_hosts, plan_users
@@ -85,15 +85,31 @@ def stack_raw(stack: str, overrides: Optional[dict[str, Any]] = None) -> dict[st
     return out
 
 
-def lab_overrides(raw: dict[str, Any], lab: Any, mirror_url: str, extra_hosts: Sequence[dict[str, Any]] = ()
-                  ) -> dict[str, Any]:
-    """The stack config as the lab deploys it: its mirror, its SSH key and each host's real host key."""
+def lab_overrides(raw: dict[str, Any], lab: Any, mirror_url: str, extra_hosts: Sequence[dict[str, Any]] = (),
+                  install: bool = True) -> dict[str, Any]:
+    """The stack config as the lab deploys it: its mirror, its SSH key, each host's real host key, and
+    `installHostPackages` (the hosts' apt sources are the lab's internal Debian mirror)."""
     hosts = []
     for host in list(raw["hosts"]) + list(extra_hosts):
         key = lab.hosts[host["name"]].host_key
         ssh = dict(host.get("ssh") or {}) | {"hostKey": key}
         hosts.append(dict(host) | {"ssh": ssh})
-    return {"hosts": hosts, "artifactsMirrorUrl": mirror_url, "sshPrivateKey": lab.ssh_private_key}
+    return {"hosts": hosts, "artifactsMirrorUrl": mirror_url, "sshPrivateKey": lab.ssh_private_key,
+            "installHostPackages": install}
+
+
+def host_packages(settings: Any) -> list[str]:
+    """Every Debian package the program's prerequisites step checks on some host of the stack."""
+    from components import prerequisites
+
+    return sorted({p.name for h in settings.hosts for p in prerequisites.packages(settings, h)})
+
+
+def build_apt_repo(settings: Any, root: Path, hide: Any) -> list[str]:
+    """The internal Debian mirror (lab/debrepo.py) under `root`: what a bare host needs for those packages."""
+    hidden = {h.package for h in bare.HIDDEN if h.group in bare.groups(hide)}
+    status, _ = debrepo.bare_status(debrepo.DPKG_STATUS.read_text(), hidden)
+    return debrepo.build_repo(root, lab_mirror.CACHE / "debs-apt", debrepo.needed_debs(host_packages(settings), status))
 
 
 def program_resources(stack: str, overrides: dict[str, Any], mocks: Optional[ReplayMocks] = None) -> list[Resource]:
@@ -265,6 +281,53 @@ def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, chec
             f"no binary installed{note}")
 
 
+def missing_packages_proof(ctx: Ctx) -> str:
+    """A mini-run before `up`: with `installHostPackages: false`, the prerequisites step of a bare worker
+    fails with one message naming the host and every package it lacks (and installs nothing)."""
+    from components import prerequisites
+
+    host = ctx.settings.worker_hosts[0]
+    bare_status = (ctx.lab.hosts[host.name].upper / str(debrepo.DPKG_STATUS).lstrip("/")).read_text()
+    have = {p for p, st in debrepo.statuses(bare_status).items() if st == "install ok installed"}
+    lacks = [p.name for p in prerequisites.packages(ctx.settings, host) if p.name not in have]
+    check(bool(lacks), f"{host.name} lacks none of its packages: the host is not bare")
+    overrides = lab_overrides(ctx.raw, ctx.lab, ctx.url, install=False)
+    step = next(r for r in program_resources(ctx.stack, overrides) if r.name == f"{host.name}-prerequisites")
+    executor = Executor(transport=lambda argv, data, timeout: ctx.lab.deployer(argv, input=data, timeout=timeout))
+    try:
+        report = Engine(executor, log=print).up([step])
+    finally:
+        executor.close()
+    failed = report.by_status("failed")
+    check(len(failed) == 1, f"the prerequisites step passed on a bare host: {[r.line() for r in report.results]}")
+    lines = [line.strip() for line in failed[0].stderr.splitlines() if "missing packages:" in line]
+    check(f"{host.name} does not meet the prerequisites" in failed[0].stderr and len(lines) == 1
+          and all(f" {p}" in lines[0].split("(")[0] for p in lacks),
+          f"the refusal does not name {host.name} and every missing package {lacks}: {failed[0].stderr!r}")
+    return f"installHostPackages false: {host.name}-prerequisites refused: '{lines[0].split(' (')[0]}'"
+
+
+def packages_proof(ctx: Ctx) -> str:
+    """installHostPackages true: every host has every package the step checks, installed by the step with
+    apt-get from the lab's internal mirror (the hosts' only apt source), and the tools run."""
+    from components import prerequisites
+
+    installed: dict[str, list[str]] = {}
+    for host in ctx.settings.hosts:
+        names = [p.name for p in prerequisites.packages(ctx.settings, host)]
+        got = ctx.lab.run(host.name, ["dpkg-query", "-W", "-f=${Package} ${Status}\\n", *names], check=False)
+        ok = sorted(line.split()[0] for line in _text(got.stdout).splitlines() if line.endswith("install ok installed"))
+        check(ok == sorted(names), f"{host.name}: packages {sorted(set(names) - set(ok))} are not installed")
+        tools = ctx.lab.run(host.name, ["sh", "-c", "curl --version && iptables --version"
+                                        + (" && jq --version" if "jq" in names else "")], check=False)
+        check(tools.returncode == 0, f"{host.name}: the installed tools do not run: {_text(tools.stderr)}")
+        upper = ctx.lab.hosts[host.name].upper
+        installed[host.name] = sorted(p.name[:-5] for p in (upper / "var/lib/dpkg/info").glob("*.list")
+                                      if p.name[:-5].split(":")[0] in names)
+    return "installed by the prerequisites step from the lab mirror: " + "; ".join(
+        f"{h}: {' '.join(p)}" for h, p in installed.items())
+
+
 def _tail_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[-1] if lines else ""
@@ -305,7 +368,10 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
     specs = plan_hosts(settings, extra)
     with phase(result, "mirror"):
         mirror = lab_mirror.build_mirror(settings)
-    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings))
+        debs = build_apt_repo(settings, mirror.root, hide)
+        print(f"apt repository {debrepo.REPO_DIR}/: {', '.join(debs) or 'nothing a bare host lacks'}")
+    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings),
+              apt_mirror=f"http://{mirror_spec.address}")
     server: Optional[subprocess.Popen[bytes]] = None
     try:
         with phase(result, "hosts up"):
@@ -365,6 +431,7 @@ class Ctx:
 def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
     result, lab, engine = ctx.result, ctx.lab, ctx.engine
     resources = ctx.resources()
+    ctx.soft("missing packages", lambda: missing_packages_proof(ctx))
     with phase(result, "up"):
         report = result.reports["up"] = engine.up(resources)
     _print_report("up", report)
@@ -388,6 +455,7 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
         after, pids_after = snapshot_all(lab), {h: units_main_pids(lab, h) for h in host_names(lab)}
     ctx.soft("idempotency", lambda: _idempotent(again, before, after, pids, pids_after))
 
+    ctx.soft("host packages", lambda: packages_proof(ctx))
     ctx.soft("etcd", lambda: etcd_proof(lab, ctx.settings))
     ctx.soft("zone matrix", lambda: zone_matrix_proof(lab, ctx.settings))
     ctx.soft("docker", lambda: docker_proof(lab, ctx.settings))
@@ -479,10 +547,28 @@ def _idempotent(again: Report, before: dict[str, Any], after: dict[str, Any], pi
     return f"{len(again.ran())} creates re-run: no file rewritten, none of {units} units restarted"
 
 
+def package_files(upper: Path, baseline: dict[str, Any]) -> set[str]:
+    """The files of the packages dpkg installed in a host after the baseline (the prerequisites step's
+    installs stay by design: other software may use them), and the alternatives links they made."""
+    out: set[str] = set()
+    for listing in (upper / "var/lib/dpkg/info").glob("*.list"):
+        rel = str(listing.relative_to(upper))
+        if rel in baseline:
+            continue
+        out |= {line.lstrip("/") for line in listing.read_text().splitlines() if line.strip()}
+    return out
+
+
 def _destroyed(lab: Any, gone: Report, baseline: dict[str, Any]) -> str:
     _require_ok(gone, "destroy")
     after = snapshot_all(lab)
-    left = {h: lo for h in host_names(lab) if (lo := leftovers(baseline.get(h, {}), after[h]))}
+    left = {}
+    for h in host_names(lab):
+        keep = package_files(lab.hosts[h].upper, baseline.get(h, {}))
+        lo = [p for p in leftovers(baseline.get(h, {}), after[h])
+              if p.rstrip("/") not in keep and not p.startswith("etc/alternatives/")]
+        if lo:
+            left[h] = lo
     check(not left, f"destroy left files behind: {left}")
     return f"{len(gone.ran())} deletes in reverse order; upper dirs hold nothing new but {ALLOWED_AFTER_DESTROY}"
 
