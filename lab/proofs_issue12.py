@@ -63,8 +63,7 @@ def guarded(proof: Callable[[Any, Any], str], lab: Any, settings: Any) -> str:
 
 
 def run_all(ctx: Any) -> None:
-    for name, proof in (("12.3 iptables", iptables_proof), ("12.5 pod -> apiserver via Service", pods_proof),
-                        ("12.6 docker-published ports", published_proof)):
+    for name, proof in PROOFS:
         start = time.monotonic()
         ctx.soft(name, lambda proof=proof: guarded(proof, ctx.lab, ctx.settings))
         print(f"  ({name}: {time.monotonic() - start:.1f}s)")
@@ -400,3 +399,9 @@ def _stranger_up(lab: Any, zone: str, address: str) -> str:
         cmd = ["ip"] + (["-n", netns] if netns else []) + ["-batch", "-"]
         subprocess.run(cmd, input="\n".join(lines) + "\n", check=True, capture_output=True, text=True)
     return f"/run/netns/{name}"
+
+
+PROOFS: tuple[tuple[str, Callable[[Any, Any], str]], ...] = (
+    ("12.3 iptables", iptables_proof), ("12.5 pod -> apiserver via Service", pods_proof),
+    ("12.6 docker-published ports", published_proof))
+NAMES = tuple(name for name, _ in PROOFS)

@@ -38,13 +38,14 @@ PROGRAM_DEFECTS = pytest.mark.xfail(strict=True, raises=AssertionError,
 @PROGRAM_DEFECTS
 @pytest.mark.parametrize("stack", ["dev", "ha"])
 def test_lab(stack: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from lab.proofs_issue12 import NAMES as ISSUE12
     from lab.run import print_summary, run
 
     start = time.monotonic()
     result = run(stack, workdir=tmp_path_factory.mktemp(f"lab-{stack}"))  # raises LabFailure on a broken proof
     elapsed = time.monotonic() - start
     print_summary(result)
-    for proof in ("idempotency", "etcd", "zone matrix", "docker", "destroy"):
+    for proof in ("idempotency", "etcd", "zone matrix", "docker", "destroy", *ISSUE12):
         assert proof in result.proofs, f"proof {proof!r} did not run"
     if stack == "dev":
         assert "change" in result.proofs and "fault" in result.proofs

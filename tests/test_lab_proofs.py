@@ -187,3 +187,17 @@ def test_the_probe_answers_dropped_open_and_http(tmp_path: Path) -> None:
     assert p.parse_probe(run) == {"result": "answered", "status": "HTTP/1.0 200 OK"}
     closed = subprocess.run(p.probe_argv("tcp", "127.0.0.1", port), capture_output=True, timeout=30)
     assert p.parse_probe(closed)["result"] == "refused"
+
+
+@pytest.mark.parametrize("stack", ["dev", "ha"])
+def test_every_node_and_docker_host_gets_iptables_from_the_prerequisites(stack: str) -> None:
+    """The program side of 12.3: the step the lab proves installs iptables wherever kube-proxy or dockerd runs."""
+    from components import prerequisites
+    from components.config import parse_settings
+    from components.firewall import runs_docker
+    from lab.run import stack_raw
+
+    s = parse_settings(stack_raw(stack))
+    need = [h for h in s.hosts if h in s.node_hosts or runs_docker(h, s.rancher_mode)]
+    assert need and all("iptables" in [p.name for p in prerequisites.packages(s, h)] for h in need)
+    assert all("iptables" in prerequisites.script(s, h) for h in need)
