@@ -329,7 +329,8 @@ def stranger_address(zone: str, taken: Sequence[str]) -> str:
 
 def published_proof(lab: Any, settings: Any) -> str:
     reg = settings.registry_hosts[0]
-    allowed = next(h for h in settings.hosts if h.name != reg.name and h.zone == reg.zone)
+    peers = [h for h in settings.hosts if h.name != reg.name and h.zone == reg.zone]
+    allowed = next((h for h in peers if h in settings.node_hosts), peers[0])  # a node pulling images, if any
     zone = next(z for z in lab.zones if z == reg.zone)
     stranger_ip = stranger_address(lab.zones[zone], [h.address for h in lab.hosts.values()])
     stranger = _stranger_up(lab, zone, stranger_ip)

@@ -117,10 +117,10 @@ def argv(binary: Path, flags: dict[str, str]) -> list[str]:
 
 
 class Proc:
-    def __init__(self, args: list[str], log: Path):
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
         self.log = log
         self.out = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT, env=env)
 
     def alive(self) -> None:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -344,7 +344,14 @@ def test_kube_proxy_starts_with_rendered_config_and_answers_healthz(worker, bind
     healthz, metrics = _free_port(), _free_port()
     cfg.update(healthzBindAddress=f"127.0.0.1:{healthz}", metricsBindAddress=f"127.0.0.1:{metrics}")
     worker.write("/var/lib/kube-proxy/config.yaml", yaml.safe_dump(cfg))
-    p = Proc(argv(bindir / "kube-proxy", worker.flags("kube-proxy.service")), worker.root / "proxy.log")
+    # iptables mode needs a working iptables (tests/test_lab_proofs.py: without one it refuses): one that
+    # answers as `iptables -t nat -S POSTROUTING` does, since this machine may have none
+    fake = worker.root / "fake-bin"
+    fake.mkdir()
+    (fake / "iptables").write_text("#!/bin/sh\necho '-P POSTROUTING ACCEPT'\n")
+    (fake / "iptables").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ.get('PATH', '')}")
+    p = Proc(argv(bindir / "kube-proxy", worker.flags("kube-proxy.service")), worker.root / "proxy.log", env)
     procs.append(p)
     assert wait_for(lambda: get(f"http://127.0.0.1:{healthz}/healthz") == (200, "ok"), p)
     assert get(f"http://127.0.0.1:{metrics}/metrics")[0] == 200
