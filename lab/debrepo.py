@@ -32,6 +32,7 @@ APT_CONF_D = Path("/etc/apt/apt.conf.d")
 # Artifact Registry transport, ...) are hidden in the hosts
 FRESH_APT_CONF = ("01autoremove", "70debconf")
 REPO_DIR = "debian"
+MANDB_AUTO_UPDATE = "/var/lib/man-db/auto-update"
 
 
 def _stanzas(text: str) -> list[str]:
