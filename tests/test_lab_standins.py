@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -355,6 +356,13 @@ def test_kube_proxy_starts_with_rendered_config_and_answers_healthz(worker, bind
     procs.append(p)
     assert wait_for(lambda: get(f"http://127.0.0.1:{healthz}/healthz") == (200, "ok"), p)
     assert get(f"http://127.0.0.1:{metrics}/metrics")[0] == 200
+
+
+def test_kube_proxy_without_iptables_refuses_with_upstreams_message(worker, bindir):
+    """The shipped stand-in with the program's files and no iptables on PATH (issue 12.3's negative side)."""
+    r = subprocess.run([sys.executable, *argv(bindir / "kube-proxy", worker.flags("kube-proxy.service"))],
+                       capture_output=True, text=True, timeout=30, env={"PATH": str(worker.root / "no-bin")})
+    assert (r.returncode, r.stderr.strip()) == (1, "kube-proxy: error: iptables is not available on this host")
 
 
 def test_kube_proxy_refuses_a_config_of_another_kind(worker, bindir):
