@@ -166,8 +166,11 @@ def leftovers(baseline: dict[str, Any], after: dict[str, Any], lower: Path = Pat
     for path, meta in after.items():
         if baseline.get(path) == meta or path.startswith(ALLOWED_AFTER_DESTROY):
             continue
-        if meta[2] == "whiteout" and baseline.get(path, (0, 0, ""))[2] == "whiteout":
-            continue  # hidden at the start (lab/bare.py), made and removed again: the same absence
+        if meta[2] == "whiteout":
+            # a removal, not something left behind: a path hidden at the start (lab/bare.py) made and removed
+            # again, or a file of the machine (the lower layer) that a step's undo removed, e.g. a marker a
+            # local test run of a step script left on this machine
+            continue
         below = lower / path
         if meta[2] == "dir" and below.is_dir() and not below.is_symlink():
             continue
@@ -230,7 +233,10 @@ def zone_matrix_proof(lab: Any, settings: Any) -> str:
 
 
 def docker_proof(lab: Any, settings: Any) -> str:
-    hosts = [h.name for h in settings.registry_hosts + settings.rancher_hosts]
+    from components.prerequisites import runs_docker
+
+    hosts = [h.name for h in settings.hosts if runs_docker(settings, h)]
+    check(bool(hosts), "the stack has no docker host")
     for host in hosts:
         info = lab.run(host, ["docker", "--host", "unix:///run/docker.sock", "info", "--format",
                               "{{.ServerVersion}} {{.Driver}}"], check=False)
@@ -257,6 +263,28 @@ def serve_mirror(lab: Any, root: Path, serve_command: Callable[[Path, str, int],
     return server, url
 
 
+def mini_run(lab: Any, step: Resource) -> Report:
+    """One step applied on its own (a fresh engine state): for the proofs that change one setting."""
+    executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
+    try:
+        return Engine(executor, log=print).up([step])
+    finally:
+        executor.close()
+
+
+def start_api_balancer(lab: Any, settings: Any) -> Optional[subprocess.Popen[bytes]]:
+    """The site's TCP balancer at `apiLoadBalancerAddress` (the program expects one and does not deploy it):
+    lab/tcplb.py in the LB host's network namespace, to every control-plane host's API port."""
+    if not settings.api_load_balancer_address:
+        return None
+    host = lab.hosts["api-lb"]
+    port = settings.api_server_port
+    backends = [f"{h.address}:{port}" for h in settings.control_plane_hosts]
+    argv = ["nsenter", f"--net=/run/netns/{host.netns}", "--", sys.executable, "-m", "lab.tcplb", host.address,
+            str(port), *backends]
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, checksums: Path) -> str:
     """A separate mini-run: one digest of the lab checksums pointed at a wrong value; the fetch step of
     one worker must refuse the file (exit non-zero, digest mismatch) and install nothing."""
@@ -270,11 +298,7 @@ def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, chec
     with lab_mirror.lab_checksums(wrong):
         step = next(r for r in program_resources(stack, lab_overrides(raw, lab, url)) if r.name == f"{host}-runtime")
     before = lab.snapshot(host)
-    executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
-    try:
-        report = Engine(executor, log=print).up([step])
-    finally:
-        executor.close()
+    report = mini_run(lab, step)
     failed = report.by_status("failed")
     check(len(failed) == 1 and "digest mismatch" in failed[0].stderr,
           f"the fetch step did not refuse a wrong digest: {[r.line() for r in report.results]}")
@@ -283,9 +307,9 @@ def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, chec
                if after.get(p.split(":", 1)[1], ("",))[-1] != "dir"]
     installed = [p for p in written if p.split(":", 1)[1].startswith(BINARY_DIRS)]
     check(not installed, f"the refused fetch installed binaries on {host}: {installed}")
-    note = f" (config files it wrote before fetching: {len(written)})" if written else ""
+    check(not written, f"the refused fetch left files on {host} (written before the digest check?): {written}")
     return (f"{host}-runtime refused {name} (wrong sha256): '{_tail_line(failed[0].stderr)}'; "
-            f"no binary installed{note}")
+            f"no binary installed, no file written")
 
 
 def missing_packages_proof(ctx: Ctx) -> str:
@@ -300,11 +324,7 @@ def missing_packages_proof(ctx: Ctx) -> str:
     check(bool(lacks), f"{host.name} lacks none of its packages: the host is not bare")
     overrides = lab_overrides(ctx.raw, ctx.lab, ctx.url, install=False)
     step = next(r for r in program_resources(ctx.stack, overrides) if r.name == f"{host.name}-prerequisites")
-    executor = Executor(transport=lambda argv, data, timeout: ctx.lab.deployer(argv, input=data, timeout=timeout))
-    try:
-        report = Engine(executor, log=print).up([step])
-    finally:
-        executor.close()
+    report = mini_run(ctx.lab, step)
     failed = report.by_status("failed")
     check(len(failed) == 1, f"the prerequisites step passed on a bare host: {[r.line() for r in report.results]}")
     lines = [line.strip() for line in failed[0].stderr.splitlines() if "missing packages:" in line]
@@ -312,6 +332,24 @@ def missing_packages_proof(ctx: Ctx) -> str:
           and all(f" {p}" in lines[0].split("(")[0] for p in lacks),
           f"the refusal does not name {host.name} and every missing package {lacks}: {failed[0].stderr!r}")
     return f"installHostPackages false: {host.name}-prerequisites refused: '{lines[0].split(' (')[0]}'"
+
+
+def bastion_key_proof(ctx: Ctx) -> str:
+    """sshBastionHostKey reaches every connection's proxy (pulumi-command ProxyConnectionArgs.host_key) and is
+    checked: with another host's key in its place, a step fails before reaching its host."""
+    lab, host = ctx.lab, ctx.settings.hosts[0]
+    res = ctx.resources()
+    proxies = {str((r.inputs.get("connection") or {}).get("proxy", {}).get("hostKey")) for r in res
+               if r.remote and r.type == "command:remote:Command"}
+    check(proxies == {lab.hosts["bastion"].host_key}, f"bastion host keys in the connections: {proxies}")
+    overrides = lab_overrides(ctx.raw, lab, ctx.url) | {"sshBastionHostKey": lab.hosts[host.name].host_key}
+    step = next(r for r in program_resources(ctx.stack, overrides) if r.name == f"{host.name}-prerequisites")
+    report = mini_run(lab, step)
+    failed = report.by_status("failed")
+    check(len(failed) == 1 and "Host key verification failed" in failed[0].stderr,
+          f"a wrong bastion host key was not refused: {[r.line() for r in report.results]}")
+    return (f"every connection's proxy carries the bastion's key; with {host.name}'s key in its place: "
+            f"'{_tail_line(failed[0].stderr)}'")
 
 
 def packages_proof(ctx: Ctx) -> str:
@@ -380,10 +418,12 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
     lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings),
               apt_mirror=f"http://{mirror_spec.address}")
     server: Optional[subprocess.Popen[bytes]] = None
+    balancer: Optional[subprocess.Popen[bytes]] = None
     try:
         with phase(result, "hosts up"):
             lab.up()
             server, url = serve_mirror(lab, mirror.root, lab_mirror.serve_command)
+            balancer = start_api_balancer(lab, settings)
         baseline = snapshot_all(lab)
         executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
         engine = Engine(executor, log=log)
@@ -396,9 +436,10 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         finally:
             executor.close()
     finally:
-        if server is not None:
-            server.kill()
-            server.wait()
+        for proc in (server, balancer):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
         with phase(result, "hosts down"):
             lab.down()
     if result.problems:
@@ -439,8 +480,16 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
     result, lab, engine = ctx.result, ctx.lab, ctx.engine
     resources = ctx.resources()
     ctx.soft("missing packages", lambda: missing_packages_proof(ctx))
+    if ctx.settings.ssh_bastion:
+        ctx.soft("bastion host key", lambda: bastion_key_proof(ctx))
     with phase(result, "up"):
+        # the prerequisites first (as `pulumi up --target` would): the packages they install stay by design
+        # (other software may use them), so the clean-host baseline of `destroy` is taken after them
+        first = engine.up([r for r in resources if "prerequisites" in r.name])
+        baseline.clear()
+        baseline.update(snapshot_all(lab))
         report = result.reports["up"] = engine.up(resources)
+        report.results[:0] = first.results
     _print_report("up", report)
     result.not_run = [(r.host, r.name, r.reason) for r in report.by_status("not-run")]
     broken = report.by_status("failed") + report.by_status("skipped")
