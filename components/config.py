@@ -151,6 +151,7 @@ class Settings(_Model):
     ssh_bastion: str = Field(alias="sshBastion")
     ssh_bastion_user: str = Field(alias="sshBastionUser")
     ssh_bastion_port: int = Field(alias="sshBastionPort")
+    ssh_bastion_host_key: str = Field(alias="sshBastionHostKey")
     ssh_allowed_from: list[str] = Field(alias="sshAllowedFrom")
     kubernetes_version: str = Field(alias="kubernetesVersion")
     service_cidr: str = Field(alias="serviceCidr")

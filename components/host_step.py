@@ -52,6 +52,9 @@ class HostStepArgs:
     delete_script: str
     files: Sequence[HostFile] = field(default_factory=list)
     use_sudo: bool = False
+    # runs before any file is written (e.g. fetching and verifying binaries): when it fails, the step
+    # leaves no configuration behind
+    prelude: str = ""
 
 
 def _digest(parts: list[str]) -> str:
@@ -73,6 +76,24 @@ def _secret_bundle(files: Sequence[HostFile]) -> Optional[pulumi.Output[str]]:
         return "".join(lines)
 
     return pulumi.Output.secret(pulumi.Output.all(*[f.content for f in secret]).apply(encode))
+
+
+# Directories only the program's steps write to: a step's undo removes the ones its files were in, once
+# empty. Distribution directories (/etc, /etc/systemd/system, /usr/local/bin...) are never removed.
+OWNED_DIRS = ("/etc/kubernetes", "/etc/containerd", "/etc/cni", "/etc/etcd", "/etc/docker", "/etc/containercloud",
+              "/var/lib/kubelet", "/var/lib/kube-proxy", "/opt/containercloud")
+
+
+def owned_dirs(paths: Sequence[str]) -> list[str]:
+    """The parents of `paths` inside OWNED_DIRS (each owned root included), deepest first."""
+    out: set[str] = set()
+    for path in paths:
+        parent = path.rsplit("/", 1)[0]
+        for root in OWNED_DIRS:
+            while parent == root or parent.startswith(root + "/"):
+                out.add(parent)
+                parent = parent.rsplit("/", 1)[0]
+    return sorted(out, key=lambda d: (-d.count("/"), d))
 
 
 def _delimiter(path: str, content: str) -> str:
@@ -106,13 +127,13 @@ class HostStep(pulumi.ComponentResource):
                 {"path": f.path, "mode": f.mode, "content": c, "delimiter": _delimiter(f.path, c)}
                 for f, c in zip(plain_files, contents, strict=True)
             ]
-            digest = _digest([args.script, args.delete_script]
+            digest = _digest(([args.prelude] if args.prelude else []) + [args.script, args.delete_script]
                              + [f"{f['path']}:{f['mode']}:{f['content']}" for f in files]
                              + [f"{f.path}:{f.mode}:secret" for f in secret_files])
             body = render("host_step/step.sh.j2", step=step_id, marker_dir=MARKER_DIR, digest=digest,
-                          files=files, secret_count=len(secret_files), body=args.script)
+                          files=files, secret_count=len(secret_files), body=args.script, prelude=args.prelude)
             undo = render("host_step/undo.sh.j2", step=step_id, marker_dir=MARKER_DIR, digest=digest,
-                          body=args.delete_script)
+                          body=args.delete_script, dirs=owned_dirs([f.path for f in args.files]))
             sudo = "sudo -n " if args.use_sudo else ""
             return {
                 "digest": digest,
@@ -151,13 +172,14 @@ class HostStep(pulumi.ComponentResource):
 
 
 def connection(address: str, user: str, port: int, private_key: pulumi.Input[str],
-               host_key: Optional[str] = None, bastion: Optional[tuple[str, str, int]] = None,
+               host_key: Optional[str] = None, bastion: Optional[tuple[str, str, int, str]] = None,
                ) -> command.remote.ConnectionArgs:
-    """SSH to `address`, through the bastion (address, user, port) when one is set."""
+    """SSH to `address`, through the bastion (address, user, port, host key or "") when one is set."""
     proxy = None
     if bastion:
         proxy = command.remote.ProxyConnectionArgs(
             host=bastion[0], user=bastion[1], port=bastion[2], private_key=private_key,
+            host_key=bastion[3] or None,
         )
     return command.remote.ConnectionArgs(
         host=address, user=user, port=port, private_key=private_key, host_key=host_key, proxy=proxy,
@@ -168,7 +190,7 @@ def connection(address: str, user: str, port: int, private_key: pulumi.Input[str
 def host_connection(s: Settings, host: Host, private_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
     bastion = None
     if s.ssh_bastion:
-        bastion = (s.ssh_bastion, s.ssh_bastion_user or s.ssh_user, s.ssh_bastion_port)
+        bastion = (s.ssh_bastion, s.ssh_bastion_user or s.ssh_user, s.ssh_bastion_port, s.ssh_bastion_host_key)
     return connection(host.address, s.ssh_user_for(host), s.ssh_port_for(host), private_key,
                       host.ssh.host_key, bastion)
 

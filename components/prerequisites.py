@@ -43,7 +43,8 @@ def _node(s: Settings, h: Host) -> bool:
     return h.has("worker") or h.has("control-plane")
 
 
-def _docker(s: Settings, h: Host) -> bool:
+def runs_docker(s: Settings, h: Host) -> bool:
+    """The host runs the docker engine (the registry hosts; Rancher's hosts in docker mode)."""
     return h.has("registry") or (h.has("rancher") and s.rancher_mode == "docker")
 
 
@@ -58,7 +59,7 @@ PACKAGES: tuple[Package, ...] = (
     Package("nftables", "the host firewall is loaded with nft -f (components/firewall.py)", lambda s, h: True),
     Package("iptables", "kube-proxy in iptables mode refuses to start without it "
                         "(kubernetes cmd/kube-proxy/app/server_linux.go); flannel's masquerade rules", _node),
-    Package("iptables", "dockerd (static tarball) programs its nat/filter rules with iptables", _docker),
+    Package("iptables", "dockerd (static tarball) programs its nat/filter rules with iptables", runs_docker),
     Package("jq", "the Harbor health wait reads /api/v2.0/health as JSON (registry/harbor.sh.j2)",
             lambda s, h: h.has("registry")),
     Package("nfs-common", "mount.nfs for Harbor HA's shared storage (registrySharedStorage nfs:...)", _nfs),
@@ -75,7 +76,7 @@ def packages(s: Settings, host: Host) -> list[Package]:
 
 
 def needs_cgroup_v2(s: Settings, host: Host) -> bool:
-    return _node(s, host) or _docker(s, host)
+    return _node(s, host) or runs_docker(s, host)
 
 
 def script(s: Settings, host: Host) -> str:

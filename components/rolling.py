@@ -58,13 +58,14 @@ class Parts:
     delete: str
     files: list[HostFile]
     uploads: list[pulumi.Resource] = field(default_factory=list)
+    prelude: str = ""  # runs before any file is written (the verified artifact fetch)
 
 
 def fingerprint(parts: list[Parts], extra: list[pulumi.Input[str]]) -> pulumi.Output[str]:
     """sha256 of what the node's disruptive steps install: scripts, non-secret files and `extra` (the
     certificates inside the secret kubeconfigs). Secret contents are left out, so the value is not secret."""
     plain = [f for p in parts for f in p.files if not f.secret]
-    head = [p.script for p in parts] + [f"{f.path}:{f.mode}" for p in parts for f in p.files]
+    head = [p.prelude + p.script for p in parts] + [f"{f.path}:{f.mode}" for p in parts for f in p.files]
 
     def digest(contents: list[str]) -> str:
         h = hashlib.sha256()

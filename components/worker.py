@@ -163,15 +163,17 @@ class WorkerNode(pulumi.ComponentResource):
         self.register_outputs({"host": host.name})
 
     def _step(self, name: str, script: str, delete_script: str, files: list[HostFile],
-              depends_on: list[pulumi.Resource]) -> HostStep:
+              depends_on: list[pulumi.Resource], prelude: str = "") -> HostStep:
         s, host = self.args.settings, self.args.host
         return HostStep(f"{host.name}-{name}",
                         HostStepArgs(host=host.name, connection=self.connection, script=script,
-                                     delete_script=delete_script, files=files, use_sudo=needs_sudo(s, host)),
+                                     delete_script=delete_script, files=files, use_sudo=needs_sudo(s, host),
+                                     prelude=prelude),
                         opts=step_opts(self, depends_on))
 
     def _parts_step(self, name: str, parts: rolling.Parts, depends_on: list[pulumi.Resource]) -> HostStep:
-        return self._step(name, parts.script, parts.delete, parts.files, depends_on + parts.uploads)
+        return self._step(name, parts.script, parts.delete, parts.files, depends_on + parts.uploads,
+                          prelude=parts.prelude)
 
     def _drain(self, depends_on: list[pulumi.Resource]) -> HostStep:
         """On the drain host (INSIDE, where the admin credential is): before this node's runtime or kubelet
@@ -215,12 +217,13 @@ class WorkerNode(pulumi.ComponentResource):
         step_id = f"{host.name}-runtime"
         restart_on = ["/etc/containerd/config.toml", f"{UNITS}/containerd.service", f"{BIN}/containerd",
                       f"{BIN}/containerd-shim-runc-v2", "/usr/local/sbin/runc"]
-        script = (etc_hosts_script(s) if own_hosts_block else "") + artifacts.fetch_script(s, step_id, bins) \
+        fetch = artifacts.fetch_script(s, step_id, bins)  # verified before any file is written
+        script = (etc_hosts_script(s) if own_hosts_block else "") \
             + render("worker/runtime.sh.j2", host=host.name, sysctl_file=SYSCTL_FILE, paths=restart_on)
         delete = render("worker/runtime_undo.sh.j2", sysctl_file=SYSCTL_FILE, modules_file=MODULES_FILE) \
             + artifacts.cleanup_script(s, step_id, bins) + (etc_hosts_undo() if own_hosts_block else "")
         uploads = artifacts.uploads(s, f"{host.name}-runtime", self.connection, bins, self)
-        return rolling.Parts(script, delete, files, uploads)
+        return rolling.Parts(script, delete, files, uploads, prelude=fetch)
 
     def _kubelet(self) -> rolling.Parts:
         s, host, pki = self.args.settings, self.args.host, self.args.pki

@@ -47,7 +47,6 @@ def local_transport(argv: list[str], stdin: Optional[bytes], timeout: float) -> 
 NOT_RUNNABLE: tuple[tuple[str, str], ...] = (
     ("type:kubernetes:*", "needs a real Kubernetes API server (no kube-apiserver binary can be installed here)"),
     ("type:pulumi:providers:kubernetes", "a Kubernetes provider needs a real API server"),
-    ("*-api-ready", "waits for a real kube-apiserver to answer /readyz; the lab has only stand-ins"),
     ("*-node", "registers the node with a real API server (labels, taints)"),
     ("*-harbor", "Harbor's install.sh needs Harbor's images and docker compose on a real docker"),
     ("*-harbor-projects", "calls Harbor's API, which needs a running Harbor"),

@@ -43,7 +43,9 @@ def _entries(group: str, package: str, reason: str, *paths: str) -> tuple[Hidden
 HIDDEN: tuple[Hidden, ...] = (
     *_entries("kubernetes", "kubectl", "from Google's cloud-sdk apt repository on this machine; Debian 12 "
               "ships no kubectl; the program installs its pinned kubectl", "/usr/bin/kubectl"),
-    *_entries("kubernetes", "etcd-server", OPTIONAL, "/usr/bin/etcd"),
+    *_entries("kubernetes", "etcd-server", OPTIONAL + "; with it go what its postinst made on this machine: "
+              "its data dir and its enable link", "/usr/bin/etcd", "/var/lib/etcd",
+              "/etc/systemd/system/multi-user.target.wants/etcd.service"),
     *_entries("kubernetes", "etcd-client", OPTIONAL, "/usr/bin/etcdctl"),
     *_entries("kubernetes", "helm", "not in Debian 12; installed by hand when present",
               "/usr/local/bin/helm", "/usr/bin/helm"),

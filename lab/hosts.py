@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab import bare, hosts_cgroups, hosts_net, rootfs
+from lab import bare, debrepo, hosts_cgroups, hosts_net, rootfs
 
 if TYPE_CHECKING:
     from components.config import Settings
@@ -148,8 +148,13 @@ class Lab:
     """Context manager: `__enter__` = up(), `__exit__` = down()."""
 
     def __init__(self, specs: list[HostSpec], zones: dict[str, str], workdir: Path,
-                 hide: bool | Iterable[str] = True, users: Sequence[tuple[str, str]] = ()):
+                 hide: bool | Iterable[str] = True, users: Sequence[tuple[str, str]] = (),
+                 apt_mirror: str = ""):
+        """`apt_mirror`: the URL of the lab's Debian repository (lab/debrepo.py): each host's apt sources
+        are that repository only, and its dpkg status lacks the hidden packages."""
         _check_unique(specs)
+        self.apt_mirror = apt_mirror
+        self.hidden_packages = sorted({h.package for h in bare.HIDDEN if h.group in bare.groups(hide)})
         self.specs = list(specs)
         self.zones = self._all_zones(specs, zones)
         self.workdir = Path(workdir).resolve()
@@ -246,6 +251,8 @@ class Lab:
             rootfs.prepare_upper(host.upper, name=host.name, address=host.address, port=host.ssh_port,
                                  host_key=host.dir / "ssh_host_ed25519_key", authorized=authorized,
                                  hidden=[h.path for h in self.hidden])
+            if self.apt_mirror:
+                self._bare_apt(host.upper)
             host.cgroups = [hosts_cgroups.make(h, f"cclab-{self.id}", host.name) for h in self._hierarchies]
             cfg = rootfs.init_config(root=host.dir / "root", upper=host.upper, work=host.dir / "work",
                                      state=host.dir / "state", name=host.name, cgroups=cgroups,
@@ -258,6 +265,18 @@ class Lab:
                                                  stdout=log, stderr=subprocess.STDOUT, env=HOST_ENV,
                                                  start_new_session=True)
         self._wait_listening(self._full_hosts(), timeout=30)
+
+    def _bare_apt(self, upper: Path) -> None:
+        """The host's dpkg status without the hidden packages; its apt sources: the lab's repository only."""
+        status, _ = debrepo.bare_status(debrepo.DPKG_STATUS.read_text(), self.hidden_packages)
+        rootfs.put(upper, str(debrepo.DPKG_STATUS), status.encode(), 0o644)
+        rootfs.put(upper, "/etc/apt/sources.list", debrepo.sources_list(self.apt_mirror).encode(), 0o644)
+        for path in debrepo.machine_apt_files():
+            rootfs.whiteout(upper, path)
+        # man-db rebuilds its index after every install while this file exists (its dpkg trigger): the lab's
+        # hosts skip it, as Debian's container images do (a minute of CPU on this machine, no effect on a step)
+        if Path(debrepo.MANDB_AUTO_UPDATE).exists():
+            rootfs.whiteout(upper, debrepo.MANDB_AUTO_UPDATE)
 
     def _full_hosts(self) -> list[LabHost]:
         return [h for h in self.hosts.values() if h.kind != "deployer"]

@@ -43,10 +43,20 @@ def build_root(cfg: dict) -> None:  # type: ignore[type-arg]
     mount("none", root + "/proc/sys", flags=MS_BIND | MS_REMOUNT | MS_RDONLY)
     mount("sysfs", root + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     cg = root + "/sys/fs/cgroup"
+    unified = [c for c in cfg["cgroups"] if c[0] == "cgroup2"]
+    if unified:
+        # a fresh Debian 12 boots cgroup v2 only (and kubelet 1.35 refuses v1): the host sees the machine's
+        # unified hierarchy (its own subtree, by the cgroup namespace) at /sys/fs/cgroup, as on a real host
+        mount("cgroup2", cg, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, unified[0][1])
+        return _rest(cfg, root)
     mount("cgroup", cg, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
     for fstype, options, name in cfg["cgroups"]:
         os.makedirs(f"{cg}/{name}", exist_ok=True)
         mount(fstype, f"{cg}/{name}", fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+    _rest(cfg, root)
+
+
+def _rest(cfg: dict, root: str) -> None:  # type: ignore[type-arg]
     mount("/dev", root + "/dev", flags=MS_BIND | MS_REC)
     mount("tmpfs", root + "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
     os.makedirs(root + "/run/sshd", mode=0o755)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,8 +20,8 @@ from typing import Any, Optional
 
 import yaml
 
+from lab import bare, debrepo, probes, proofs_issue12
 from lab import mirror as lab_mirror
-from lab import probes
 from lab import registry as lab_registry
 from lab.apply import Engine, Executor, Report
 from lab.hosts import HostSpec, Lab, plan_hosts, plan_users
@@ -34,6 +35,7 @@ ALLOWED_AFTER_DESTROY = (
     "var/lib/apt/", "var/cache/", "var/log/", "root/.ssh/", "root/.cache/", "var/tmp/systemd-",
     "etc/ld.so.cache", "var/lib/dpkg/", "var/lib/systemd/", "run/", "tmp/",
     "root/.pyenv/",  # the machine's shell profile (pyenv) touches its shims dir at every SSH login
+    "etc/group-", "etc/gshadow-", "etc/passwd-", "etc/shadow-",  # shadow-utils' backups of the last edit
 )
 # What running daemons write by themselves (not a step rewriting a file): left out of the idempotency check.
 RUNTIME_DATA = ("var/log/", "var/lib/etcd/member/", "var/lib/containerd/", "var/lib/docker/", "run/", "tmp/")
@@ -85,15 +87,34 @@ def stack_raw(stack: str, overrides: Optional[dict[str, Any]] = None) -> dict[st
     return out
 
 
-def lab_overrides(raw: dict[str, Any], lab: Any, mirror_url: str, extra_hosts: Sequence[dict[str, Any]] = ()
-                  ) -> dict[str, Any]:
-    """The stack config as the lab deploys it: its mirror, its SSH key and each host's real host key."""
+def lab_overrides(raw: dict[str, Any], lab: Any, mirror_url: str, extra_hosts: Sequence[dict[str, Any]] = (),
+                  install: bool = True) -> dict[str, Any]:
+    """The stack config as the lab deploys it: its mirror, its SSH key, each host's real host key, and
+    `installHostPackages` (the hosts' apt sources are the lab's internal Debian mirror)."""
     hosts = []
     for host in list(raw["hosts"]) + list(extra_hosts):
         key = lab.hosts[host["name"]].host_key
         ssh = dict(host.get("ssh") or {}) | {"hostKey": key}
         hosts.append(dict(host) | {"ssh": ssh})
-    return {"hosts": hosts, "artifactsMirrorUrl": mirror_url, "sshPrivateKey": lab.ssh_private_key}
+    out = {"hosts": hosts, "artifactsMirrorUrl": mirror_url, "sshPrivateKey": lab.ssh_private_key,
+           "installHostPackages": install}
+    if "bastion" in lab.hosts:  # the bastion's real host key: the executor checks it strictly
+        out["sshBastionHostKey"] = lab.hosts["bastion"].host_key
+    return out
+
+
+def host_packages(settings: Any) -> list[str]:
+    """Every Debian package the program's prerequisites step checks on some host of the stack."""
+    from components import prerequisites
+
+    return sorted({p.name for h in settings.hosts for p in prerequisites.packages(settings, h)})
+
+
+def build_apt_repo(settings: Any, root: Path, hide: Any) -> list[str]:
+    """The internal Debian mirror (lab/debrepo.py) under `root`: what a bare host needs for those packages."""
+    hidden = {h.package for h in bare.HIDDEN if h.group in bare.groups(hide)}
+    status, _ = debrepo.bare_status(debrepo.DPKG_STATUS.read_text(), hidden)
+    return debrepo.build_repo(root, lab_mirror.CACHE / "debs-apt", debrepo.needed_debs(host_packages(settings), status))
 
 
 def program_resources(stack: str, overrides: dict[str, Any], mocks: Optional[ReplayMocks] = None) -> list[Resource]:
@@ -144,6 +165,11 @@ def leftovers(baseline: dict[str, Any], after: dict[str, Any], lower: Path = Pat
     out = []
     for path, meta in after.items():
         if baseline.get(path) == meta or path.startswith(ALLOWED_AFTER_DESTROY):
+            continue
+        if meta[2] == "whiteout":
+            # a removal, not something left behind: a path hidden at the start (lab/bare.py) made and removed
+            # again, or a file of the machine (the lower layer) that a step's undo removed, e.g. a marker a
+            # local test run of a step script left on this machine
             continue
         below = lower / path
         if meta[2] == "dir" and below.is_dir() and not below.is_symlink():
@@ -207,7 +233,10 @@ def zone_matrix_proof(lab: Any, settings: Any) -> str:
 
 
 def docker_proof(lab: Any, settings: Any) -> str:
-    hosts = [h.name for h in settings.registry_hosts + settings.rancher_hosts]
+    from components.prerequisites import runs_docker
+
+    hosts = [h.name for h in settings.hosts if runs_docker(settings, h)]
+    check(bool(hosts), "the stack has no docker host")
     for host in hosts:
         info = lab.run(host, ["docker", "--host", "unix:///run/docker.sock", "info", "--format",
                               "{{.ServerVersion}} {{.Driver}}"], check=False)
@@ -234,6 +263,28 @@ def serve_mirror(lab: Any, root: Path, serve_command: Callable[[Path, str, int],
     return server, url
 
 
+def mini_run(lab: Any, step: Resource) -> Report:
+    """One step applied on its own (a fresh engine state): for the proofs that change one setting."""
+    executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
+    try:
+        return Engine(executor, log=print).up([step])
+    finally:
+        executor.close()
+
+
+def start_api_balancer(lab: Any, settings: Any) -> Optional[subprocess.Popen[bytes]]:
+    """The site's TCP balancer at `apiLoadBalancerAddress` (the program expects one and does not deploy it):
+    lab/tcplb.py in the LB host's network namespace, to every control-plane host's API port."""
+    if not settings.api_load_balancer_address:
+        return None
+    host = lab.hosts["api-lb"]
+    port = settings.api_server_port
+    backends = [f"{h.address}:{port}" for h in settings.control_plane_hosts]
+    argv = ["nsenter", f"--net=/run/netns/{host.netns}", "--", sys.executable, "-m", "lab.tcplb", host.address,
+            str(port), *backends]
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, checksums: Path) -> str:
     """A separate mini-run: one digest of the lab checksums pointed at a wrong value; the fetch step of
     one worker must refuse the file (exit non-zero, digest mismatch) and install nothing."""
@@ -247,11 +298,7 @@ def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, chec
     with lab_mirror.lab_checksums(wrong):
         step = next(r for r in program_resources(stack, lab_overrides(raw, lab, url)) if r.name == f"{host}-runtime")
     before = lab.snapshot(host)
-    executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
-    try:
-        report = Engine(executor, log=print).up([step])
-    finally:
-        executor.close()
+    report = mini_run(lab, step)
     failed = report.by_status("failed")
     check(len(failed) == 1 and "digest mismatch" in failed[0].stderr,
           f"the fetch step did not refuse a wrong digest: {[r.line() for r in report.results]}")
@@ -260,9 +307,70 @@ def wrong_digest_proof(lab: Any, stack: str, raw: dict[str, Any], url: str, chec
                if after.get(p.split(":", 1)[1], ("",))[-1] != "dir"]
     installed = [p for p in written if p.split(":", 1)[1].startswith(BINARY_DIRS)]
     check(not installed, f"the refused fetch installed binaries on {host}: {installed}")
-    note = f" (config files it wrote before fetching: {len(written)})" if written else ""
+    check(not written, f"the refused fetch left files on {host} (written before the digest check?): {written}")
     return (f"{host}-runtime refused {name} (wrong sha256): '{_tail_line(failed[0].stderr)}'; "
-            f"no binary installed{note}")
+            f"no binary installed, no file written")
+
+
+def missing_packages_proof(ctx: Ctx) -> str:
+    """A mini-run before `up`: with `installHostPackages: false`, the prerequisites step of a bare worker
+    fails with one message naming the host and every package it lacks (and installs nothing)."""
+    from components import prerequisites
+
+    host = ctx.settings.worker_hosts[0]
+    bare_status = (ctx.lab.hosts[host.name].upper / str(debrepo.DPKG_STATUS).lstrip("/")).read_text()
+    have = {p for p, st in debrepo.statuses(bare_status).items() if st == "install ok installed"}
+    lacks = [p.name for p in prerequisites.packages(ctx.settings, host) if p.name not in have]
+    check(bool(lacks), f"{host.name} lacks none of its packages: the host is not bare")
+    overrides = lab_overrides(ctx.raw, ctx.lab, ctx.url, install=False)
+    step = next(r for r in program_resources(ctx.stack, overrides) if r.name == f"{host.name}-prerequisites")
+    report = mini_run(ctx.lab, step)
+    failed = report.by_status("failed")
+    check(len(failed) == 1, f"the prerequisites step passed on a bare host: {[r.line() for r in report.results]}")
+    lines = [line.strip() for line in failed[0].stderr.splitlines() if "missing packages:" in line]
+    check(f"{host.name} does not meet the prerequisites" in failed[0].stderr and len(lines) == 1
+          and all(f" {p}" in lines[0].split("(")[0] for p in lacks),
+          f"the refusal does not name {host.name} and every missing package {lacks}: {failed[0].stderr!r}")
+    return f"installHostPackages false: {host.name}-prerequisites refused: '{lines[0].split(' (')[0]}'"
+
+
+def bastion_key_proof(ctx: Ctx) -> str:
+    """sshBastionHostKey reaches every connection's proxy (pulumi-command ProxyConnectionArgs.host_key) and is
+    checked: with another host's key in its place, a step fails before reaching its host."""
+    lab, host = ctx.lab, ctx.settings.hosts[0]
+    res = ctx.resources()
+    proxies = {str((r.inputs.get("connection") or {}).get("proxy", {}).get("hostKey")) for r in res
+               if r.remote and r.type == "command:remote:Command"}
+    check(proxies == {lab.hosts["bastion"].host_key}, f"bastion host keys in the connections: {proxies}")
+    overrides = lab_overrides(ctx.raw, lab, ctx.url) | {"sshBastionHostKey": lab.hosts[host.name].host_key}
+    step = next(r for r in program_resources(ctx.stack, overrides) if r.name == f"{host.name}-prerequisites")
+    report = mini_run(lab, step)
+    failed = report.by_status("failed")
+    check(len(failed) == 1 and "Host key verification failed" in failed[0].stderr,
+          f"a wrong bastion host key was not refused: {[r.line() for r in report.results]}")
+    return (f"every connection's proxy carries the bastion's key; with {host.name}'s key in its place: "
+            f"'{_tail_line(failed[0].stderr)}'")
+
+
+def packages_proof(ctx: Ctx) -> str:
+    """installHostPackages true: every host has every package the step checks, installed by the step with
+    apt-get from the lab's internal mirror (the hosts' only apt source), and the tools run."""
+    from components import prerequisites
+
+    installed: dict[str, list[str]] = {}
+    for host in ctx.settings.hosts:
+        names = [p.name for p in prerequisites.packages(ctx.settings, host)]
+        got = ctx.lab.run(host.name, ["dpkg-query", "-W", "-f=${Package} ${Status}\\n", *names], check=False)
+        ok = sorted(line.split()[0] for line in _text(got.stdout).splitlines() if line.endswith("install ok installed"))
+        check(ok == sorted(names), f"{host.name}: packages {sorted(set(names) - set(ok))} are not installed")
+        tools = ctx.lab.run(host.name, ["sh", "-c", "curl --version && iptables --version"
+                                        + (" && jq --version" if "jq" in names else "")], check=False)
+        check(tools.returncode == 0, f"{host.name}: the installed tools do not run: {_text(tools.stderr)}")
+        upper = ctx.lab.hosts[host.name].upper
+        installed[host.name] = sorted(p.name[:-5] for p in (upper / "var/lib/dpkg/info").glob("*.list")
+                                      if p.name[:-5].split(":")[0] in names)
+    return "installed by the prerequisites step from the lab mirror: " + "; ".join(
+        f"{h}: {' '.join(p)}" for h, p in installed.items())
 
 
 def _tail_line(text: str) -> str:
@@ -305,12 +413,17 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
     specs = plan_hosts(settings, extra)
     with phase(result, "mirror"):
         mirror = lab_mirror.build_mirror(settings)
-    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings))
+        debs = build_apt_repo(settings, mirror.root, hide)
+        print(f"apt repository {debrepo.REPO_DIR}/: {', '.join(debs) or 'nothing a bare host lacks'}")
+    lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings),
+              apt_mirror=f"http://{mirror_spec.address}")
     server: Optional[subprocess.Popen[bytes]] = None
+    balancer: Optional[subprocess.Popen[bytes]] = None
     try:
         with phase(result, "hosts up"):
             lab.up()
             server, url = serve_mirror(lab, mirror.root, lab_mirror.serve_command)
+            balancer = start_api_balancer(lab, settings)
         baseline = snapshot_all(lab)
         executor = Executor(transport=lambda argv, data, timeout: lab.deployer(argv, input=data, timeout=timeout))
         engine = Engine(executor, log=log)
@@ -323,9 +436,10 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         finally:
             executor.close()
     finally:
-        if server is not None:
-            server.kill()
-            server.wait()
+        for proc in (server, balancer):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
         with phase(result, "hosts down"):
             lab.down()
     if result.problems:
@@ -365,8 +479,17 @@ class Ctx:
 def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
     result, lab, engine = ctx.result, ctx.lab, ctx.engine
     resources = ctx.resources()
+    ctx.soft("missing packages", lambda: missing_packages_proof(ctx))
+    if ctx.settings.ssh_bastion:
+        ctx.soft("bastion host key", lambda: bastion_key_proof(ctx))
     with phase(result, "up"):
+        # the prerequisites first (as `pulumi up --target` would): the packages they install stay by design
+        # (other software may use them), so the clean-host baseline of `destroy` is taken after them
+        first = engine.up([r for r in resources if "prerequisites" in r.name])
+        baseline.clear()
+        baseline.update(snapshot_all(lab))
         report = result.reports["up"] = engine.up(resources)
+        report.results[:0] = first.results
     _print_report("up", report)
     result.not_run = [(r.host, r.name, r.reason) for r in report.by_status("not-run")]
     broken = report.by_status("failed") + report.by_status("skipped")
@@ -388,16 +511,21 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
         after, pids_after = snapshot_all(lab), {h: units_main_pids(lab, h) for h in host_names(lab)}
     ctx.soft("idempotency", lambda: _idempotent(again, before, after, pids, pids_after))
 
+    ctx.soft("host packages", lambda: packages_proof(ctx))
     ctx.soft("etcd", lambda: etcd_proof(lab, ctx.settings))
     ctx.soft("zone matrix", lambda: zone_matrix_proof(lab, ctx.settings))
     ctx.soft("docker", lambda: docker_proof(lab, ctx.settings))
     ctx.soft("registry trust", lambda: registry_proof(ctx))
+    proofs_issue12.run_all(ctx)
     if ctx.stack == "dev":
         ctx.soft("change and fault", lambda: _change_and_fault(ctx))
 
     with phase(result, "destroy"):
         gone = result.reports["destroy"] = engine.destroy()
     _print_report("destroy", gone)
+    for r in gone.results:
+        if r.status == "ok" and "nothing to undo" in r.stdout:
+            print(f"  note: {r.host} {r.name}: {_tail_line(r.stdout)}")
     ctx.soft("destroy", lambda: _destroyed(lab, gone, baseline))
 
 
@@ -430,7 +558,8 @@ def registry_proof(ctx: Ctx) -> str:
                 f"{REGISTRY_IMAGE[0]!r}, {REGISTRY_IMAGE[1]!r}))")
         pushed = None
         for _ in range(20):
-            pushed = lab.run(worker.name, ["env", f"PYTHONPATH={ROOT}", sys.executable, "-c", code], check=False)
+            pushed = lab.run(worker.name, ["env", f"PYTHONPATH={ROOT}", "PYTHONDONTWRITEBYTECODE=1", sys.executable,
+                                           "-c", code], check=False)
             if pushed.returncode == 0:
                 break
             time.sleep(0.5)
@@ -478,10 +607,35 @@ def _idempotent(again: Report, before: dict[str, Any], after: dict[str, Any], pi
     return f"{len(again.ran())} creates re-run: no file rewritten, none of {units} units restarted"
 
 
+def package_files(upper: Path, baseline: dict[str, Any]) -> set[str]:
+    """The files of the packages dpkg installed in a host after the baseline (the prerequisites step's
+    installs stay by design: other software may use them), and the alternatives links they made."""
+    out: set[str] = set()
+    for listing in (upper / "var/lib/dpkg/info").glob("*.list"):
+        rel = str(listing.relative_to(upper))
+        if rel in baseline:
+            continue
+        out |= {line.lstrip("/") for line in listing.read_text().splitlines() if line.strip()}
+    return out
+
+
+def _alternative(path: Path) -> bool:
+    """A link update-alternatives made for an installed package (iptables -> /etc/alternatives/iptables)."""
+    return path.is_symlink() and os.readlink(path).startswith("/etc/alternatives/")
+
+
 def _destroyed(lab: Any, gone: Report, baseline: dict[str, Any]) -> str:
     _require_ok(gone, "destroy")
     after = snapshot_all(lab)
-    left = {h: lo for h in host_names(lab) if (lo := leftovers(baseline.get(h, {}), after[h]))}
+    left = {}
+    for h in host_names(lab):
+        keep = package_files(lab.hosts[h].upper, baseline.get(h, {}))
+        upper = lab.hosts[h].upper
+        lo = [p for p in leftovers(baseline.get(h, {}), after[h])
+              if p.rstrip("/") not in keep and not p.startswith("etc/alternatives/")
+              and not _alternative(upper / p)]
+        if lo:
+            left[h] = lo
     check(not left, f"destroy left files behind: {left}")
     return f"{len(gone.ran())} deletes in reverse order; upper dirs hold nothing new but {ALLOWED_AFTER_DESTROY}"
 

@@ -376,7 +376,7 @@ def test_etcd_member_removal_leaves_the_cluster_before_stopping(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = log.splitlines()
     remove = next(i for i, ln in enumerate(lines) if "member remove 1a" in ln)
-    stop = next(i for i, ln in enumerate(lines) if "disable --now etcd" in ln)
+    stop = next(i for i, ln in enumerate(lines) if "systemctl stop etcd" in ln)
     assert remove < stop
     assert not (tmp_path / "data").exists() and not (tmp_path / "etcd.service").exists()
 

@@ -127,3 +127,12 @@ def test_every_command_fits_in_one_exec_argument(dev: ProgramRun, ha: ProgramRun
         for cmd in run.of_type("command:remote:Command"):
             for field in ("create", "delete"):
                 assert len(cmd.plain_inputs[field].encode()) < 128 * 1024, f"{run.stack} {cmd.name}.{field}"
+
+
+def test_undo_removes_only_the_program_owned_dirs_its_files_were_in() -> None:
+    from components.host_step import owned_dirs
+
+    dirs = owned_dirs(["/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/admin.conf", "/etc/systemd/system/x.service",
+                       "/usr/local/bin/kubectl", "/etc/containerd/certs.d/reg.example/hosts.toml"])
+    assert dirs == ["/etc/containerd/certs.d/reg.example", "/etc/containerd/certs.d", "/etc/kubernetes/pki",
+                    "/etc/containerd", "/etc/kubernetes"]

@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -117,10 +118,10 @@ def argv(binary: Path, flags: dict[str, str]) -> list[str]:
 
 
 class Proc:
-    def __init__(self, args: list[str], log: Path):
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
         self.log = log
         self.out = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT, env=env)
 
     def alive(self) -> None:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -344,10 +345,24 @@ def test_kube_proxy_starts_with_rendered_config_and_answers_healthz(worker, bind
     healthz, metrics = _free_port(), _free_port()
     cfg.update(healthzBindAddress=f"127.0.0.1:{healthz}", metricsBindAddress=f"127.0.0.1:{metrics}")
     worker.write("/var/lib/kube-proxy/config.yaml", yaml.safe_dump(cfg))
-    p = Proc(argv(bindir / "kube-proxy", worker.flags("kube-proxy.service")), worker.root / "proxy.log")
+    # iptables mode needs a working iptables (tests/test_lab_proofs.py: without one it refuses): one that
+    # answers as `iptables -t nat -S POSTROUTING` does, since this machine may have none
+    fake = worker.root / "fake-bin"
+    fake.mkdir()
+    (fake / "iptables").write_text("#!/bin/sh\necho '-P POSTROUTING ACCEPT'\n")
+    (fake / "iptables").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ.get('PATH', '')}")
+    p = Proc(argv(bindir / "kube-proxy", worker.flags("kube-proxy.service")), worker.root / "proxy.log", env)
     procs.append(p)
     assert wait_for(lambda: get(f"http://127.0.0.1:{healthz}/healthz") == (200, "ok"), p)
     assert get(f"http://127.0.0.1:{metrics}/metrics")[0] == 200
+
+
+def test_kube_proxy_without_iptables_refuses_with_upstreams_message(worker, bindir):
+    """The shipped stand-in with the program's files and no iptables on PATH (issue 12.3's negative side)."""
+    r = subprocess.run([sys.executable, *argv(bindir / "kube-proxy", worker.flags("kube-proxy.service"))],
+                       capture_output=True, text=True, timeout=30, env={"PATH": str(worker.root / "no-bin")})
+    assert (r.returncode, r.stderr.strip()) == (1, "kube-proxy: error: iptables is not available on this host")
 
 
 def test_kube_proxy_refuses_a_config_of_another_kind(worker, bindir):

@@ -27,6 +27,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import socket
 import socketserver
 import ssl
@@ -537,7 +538,30 @@ def host_port(value: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port or default_port)
 
 
+# kubernetes cmd/kube-proxy/app/server_linux.go: platformApplyDefaults turns an empty mode into "iptables";
+# platformCheckSupported, for isIPTablesBased modes (iptables, ipvs), asks utiliptables' Present() of the
+# IPv4 and the IPv6 runner (iptables / ip6tables listing nat POSTROUTING) and fails when neither works:
+#     err = fmt.Errorf("iptables is not available on this host")
+IPTABLES_MODES = ("", "iptables", "ipvs")
+IPTABLES_MISSING = "iptables is not available on this host"
+
+
+def iptables_present(binary: str) -> bool:
+    path = shutil.which(binary)
+    if path is None:
+        return False
+    done = subprocess.run([path, "-w", "5", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, timeout=30)
+    return done.returncode == 0
+
+
+def check_proxy_platform(cfg: dict[str, Any]) -> None:
+    """Refuse as kube-proxy does when its mode needs iptables and no iptables runner is present."""
+    if (cfg.get("mode") or "") in IPTABLES_MODES and not any(map(iptables_present, ("iptables", "ip6tables"))):
+        raise Refused(IPTABLES_MISSING)
+
+
 def run_proxy(cfg: dict[str, Any]) -> list[Server]:
+    check_proxy_platform(cfg)
     servers = []
     healthz = cfg.get("healthzBindAddress", "0.0.0.0:10256")
     if healthz:
