@@ -15,8 +15,8 @@ What is where (recorded per file in <root>/MANIFEST.json with the Debian package
                      kubectl: the real kubectl 1.33 of the machine's Google Cloud SDK (`kubectl` apt package,
                      /usr/lib/google-cloud-sdk/bin/kubectl.1.33)
   kubernetes-node    kubelet, kube-proxy: lab stand-ins
-  etcd               etcd, etcdctl: Debian etcd-server/etcd-client 3.4.23 under the 3.6.14 name; etcdutl (3.5+,
-                     not in Debian's 3.4, never called by the program): a placeholder that exits 1
+  etcd               etcd, etcdctl: Debian etcd-server/etcd-client 3.4.23 under the 3.6.14 name; etcdutl (3.5+, not in
+                     Debian's 3.4): a stand-in answering `snapshot status|restore` with etcdctl 3.4 (the backup step)
   containerd         Debian containerd 1.6.20 (containerd, containerd-shim-runc-v2, ctr)
   runc               Debian runc 1.1.5
   cni-plugins        Debian containernetworking-plugins 1.1.1
@@ -120,9 +120,24 @@ def _script(origin: str, text: str) -> Source:
     return Source(origin, data=text.encode())
 
 
-ETCDUTL = """#!/bin/sh
-echo "etcdutl: not available in the host lab (Debian ships etcd 3.4, which has no etcdutl)" >&2
-exit 1
+# etcd 3.5+ moved `snapshot status` and `snapshot restore` from etcdctl to etcdutl; Debian's 3.4 has them
+# in etcdctl. The stand-in answers only those two, with etcdctl 3.4, and refuses anything else; it drops
+# restore's 3.6-only --bump-revision/--mark-compacted (3.4 has no revision bump).
+ETCDUTL = r"""#!/bin/bash
+set -euo pipefail
+if [[ $# -lt 2 || $1 != snapshot || ( $2 != status && $2 != restore ) ]]; then
+  echo "etcdutl (lab stand-in): only 'snapshot status' and 'snapshot restore' are available" >&2
+  exit 1
+fi
+args=()
+while (( $# )); do
+  case $1 in
+    --bump-revision) shift 2 ;;
+    --bump-revision=*|--mark-compacted) shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+ETCDCTL_API=3 exec etcdctl "${args[@]}"
 """
 
 CRICTL = r"""#!/bin/sh
@@ -206,7 +221,7 @@ def sources(s: Settings, root: Path, versions: dict[str, str]) -> dict[str, Sour
         "kubectl": Source(KUBECTL_ORIGIN, path=KUBECTL),
         "etcd": _deb(root, versions, "etcd-server", "/usr/bin/etcd"),
         "etcdctl": _deb(root, versions, "etcd-client", "/usr/bin/etcdctl"),
-        "etcdutl": _script("placeholder: etcd 3.4 has no etcdutl", ETCDUTL),
+        "etcdutl": _script("stand-in: etcdctl 3.4's snapshot status/restore (3.4 has no etcdutl)", ETCDUTL),
         "containerd": _deb(root, versions, "containerd", "/usr/bin/containerd"),
         "containerd-shim-runc-v2": _deb(root, versions, "containerd", "/usr/bin/containerd-shim-runc-v2"),
         "ctr": _deb(root, versions, "containerd", "/usr/bin/ctr"),

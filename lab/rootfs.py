@@ -107,6 +107,61 @@ def whiteout(upper: Path, path: str) -> None:
         os.mknod(dest, stat.S_IFCHR, os.makedev(0, 0))
 
 
+SYSTEMCTL_REAL = "/usr/lib/containercloud-lab/systemctl"
+# Debian's systemctl re-implementation runs services but knows no timer units. In front of it, this
+# wrapper answers for `.timer` units only: enable/disable manage the `WantedBy=` link as systemd does;
+# start/restart/stop/is-active keep a state file under /run. The lab never fires a timer (the steps start
+# the timer's service themselves when they need a run now). Every other unit goes to Debian's systemctl.
+SYSTEMCTL_TIMERS = b"""#!/bin/bash
+set -euo pipefail
+real=/usr/lib/containercloud-lab/systemctl
+state=/run/containercloud-lab/timers
+verb="" opts=() timers=() others=()
+for a in "$@"; do
+  case $a in
+    -*) opts+=("$a") ;;
+    *.timer) [[ -n $verb ]] && timers+=("$a") || verb=$a ;;
+    *) if [[ -z $verb ]]; then verb=$a; else others+=("$a"); fi ;;
+  esac
+done
+if (( ${#timers[@]} == 0 )); then exec "$real" "$@"; fi
+unit_file() {
+  local d
+  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+    [[ -f $d/$1 ]] && { echo "$d/$1"; return 0; }
+  done
+  echo "systemctl (lab): unit $1 not found" >&2
+  return 1
+}
+now=false
+for o in "${opts[@]}"; do [[ $o == --now ]] && now=true; done
+rc=0
+for t in "${timers[@]}"; do
+  case $verb in
+    enable|disable)
+      f=$(unit_file "$t")
+      target=$(sed -n 's/^WantedBy=//p' "$f" | head -n1)
+      link=/etc/systemd/system/${target:-timers.target}.wants/$t
+      if [[ $verb == enable ]]; then
+        [[ -L $link ]] || { install -d "$(dirname "$link")"; ln -s "$f" "$link"; }
+        $now && { install -d "$state"; touch "$state/$t"; }
+      else
+        rm -f "$link"; rmdir "$(dirname "$link")" 2>/dev/null || true
+        $now && rm -f "$state/$t"
+      fi ;;
+    start|restart) unit_file "$t" >/dev/null; install -d "$state"; touch "$state/$t" ;;
+    stop) rm -f "$state/$t" ;;
+    is-active) if [[ -f $state/$t ]]; then echo active; else echo inactive; rc=3; fi ;;
+    is-enabled)
+      if compgen -G "/etc/systemd/system/*.wants/$t" >/dev/null; then echo enabled; else echo disabled; rc=1; fi ;;
+    *) echo "systemctl (lab): '$verb' is not supported for timer units" >&2; exit 1 ;;
+  esac
+done
+if (( ${#others[@]} )); then "$real" "${opts[@]}" "$verb" "${others[@]}" || rc=$?; fi
+exit "$rc"
+"""
+
+
 def prepare_upper(upper: Path, *, name: str, address: str, port: int, host_key: Path,
                   authorized: str, hidden: Iterable[str]) -> None:
     put(upper, SSHD_CONFIG, sshd_config(address, port).encode(), 0o644)
@@ -115,7 +170,8 @@ def prepare_upper(upper: Path, *, name: str, address: str, port: int, host_key: 
     put(upper, "/etc/hostname", f"{name}\n".encode(), 0o644)
     put(upper, "/root/.ssh/authorized_keys", authorized.encode(), 0o600)
     (upper / "root" / ".ssh").chmod(0o700)
-    put(upper, "/usr/bin/systemctl", systemctl_standin().read_bytes(), 0o755)
+    put(upper, SYSTEMCTL_REAL, systemctl_standin().read_bytes(), 0o755)
+    put(upper, "/usr/bin/systemctl", SYSTEMCTL_TIMERS, 0o755)
     put(upper, "/usr/sbin/modprobe", MODPROBE, 0o755)
     for path in hidden:
         whiteout(upper, path)
