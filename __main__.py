@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_kubernetes
 
-from components import etcd_backup, prerequisites, team_rancher, team_registry
+from components import prerequisites, team_rancher, team_registry
 from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
@@ -21,7 +21,6 @@ from components.team_registry import TeamRegistry, TeamRegistryArgs
 from components.worker import worker_nodes
 
 settings, secrets = load_settings()  # every fault (types, rules, bill of materials) before any resource
-etcd_backup.require_valid(settings)  # the day-two settings (backups, rolling batches), likewise
 
 # --- host prerequisites: checked on every host, in parallel, before anything else on any host -------------
 host_prerequisites = prerequisites.first_on_every_host(settings, secrets.ssh_private_key)

@@ -386,6 +386,26 @@ def check_artifacts(s: Settings) -> Iterable[Fault]:
         yield 'artifactsDirectory', "empty and no artifactsMirrorUrl; binaries and images need a source"
 
 
+def check_day_two(s: Settings) -> Iterable[Fault]:
+    """etcd backups and rolling upgrades (components/etcd_backup.py, components/rolling.py)."""
+    if not 1 <= s.etcd_backup_interval_hours <= 168:
+        yield "etcdBackupIntervalHours", f"{s.etcd_backup_interval_hours} is not between 1 and 168 hours"
+    if not 1 <= s.etcd_backup_retain <= 1000:
+        yield "etcdBackupRetain", f"{s.etcd_backup_retain} is not between 1 and 1000 snapshots"
+    if not 1 <= s.max_unavailable_workers <= 100:
+        yield "maxUnavailableWorkers", f"{s.max_unavailable_workers} is not a percentage between 1 and 100"
+    name = s.etcd_backup_host
+    if not name:
+        return
+    host = next((h for h in s.hosts if h.name == name), None)
+    if host is None:
+        yield "etcdBackupHost", (f"'{name}' is not an inventory host; hosts are "
+                                 + ", ".join(h.name for h in s.hosts))
+    elif host.zone != "inside":
+        yield "etcdBackupHost", (f"'{name}' is in zone {host.zone}; etcd snapshots hold every Secret of the "
+                                 "cluster and may only go to an inside host")
+
+
 CHECKS: tuple[Check, ...] = (
     check_zones,
     check_networks,
@@ -404,4 +424,5 @@ CHECKS: tuple[Check, ...] = (
     check_firewall,
     check_public_ports,
     check_artifacts,
+    check_day_two,
 )

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_tls as tls
 
-from components.config import PROJECT, ConfigError, Host, Settings
+from components.config import Host, Settings
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.templating import render
 
@@ -31,35 +31,6 @@ SERVICE = "/etc/systemd/system/containercloud-etcd-backup.service"
 TIMER = "/etc/systemd/system/containercloud-etcd-backup.timer"
 PUBKEY = "/etc/containercloud/etcd-backup.pub"
 ETCD_PKI = "/etc/etcd/pki"
-
-
-def check_settings(s: Settings) -> list[str]:
-    """The backup settings, in the stack file's terms (raised before any resource is registered)."""
-    problems = []
-    if not 1 <= s.etcd_backup_interval_hours <= 168:
-        problems.append(f"{PROJECT}:etcdBackupIntervalHours: {s.etcd_backup_interval_hours} is not between 1 "
-                        "and 168 hours")
-    if not 1 <= s.etcd_backup_retain <= 1000:
-        problems.append(f"{PROJECT}:etcdBackupRetain: {s.etcd_backup_retain} is not between 1 and 1000")
-    name = s.etcd_backup_host
-    if name:
-        host = next((h for h in s.hosts if h.name == name), None)
-        if host is None:
-            problems.append(f"{PROJECT}:etcdBackupHost: {name!r} is not an inventory host; hosts are "
-                            + ", ".join(h.name for h in s.hosts))
-        elif host.zone != "inside":
-            problems.append(f"{PROJECT}:etcdBackupHost: {name!r} is in zone {host.zone!r}; etcd snapshots hold "
-                            "every Secret of the cluster and may only go to an inside host")
-    return problems
-
-
-def require_valid(s: Settings) -> None:
-    """Every day-two fault at once: the backup settings and the rolling-upgrade batch size."""
-    from components.rolling import check_settings as check_rolling
-
-    problems = check_settings(s) + check_rolling(s)
-    if problems:
-        raise ConfigError(problems)
 
 
 @dataclass(frozen=True)
@@ -101,11 +72,6 @@ class EtcdBackupArgs:
     ssh_private_key: pulumi.Input[str]
     etcd_steps: dict[str, pulumi.Resource]  # etcd host name -> its etcd step's command
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        problems = check_settings(self.settings)
-        if problems:
-            raise ConfigError(problems)
 
 
 def props(s: Settings) -> dict[str, Any]:

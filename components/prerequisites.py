@@ -15,6 +15,7 @@ failed check stops the whole stack before any host changes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -29,7 +30,7 @@ from components.templating import render
 TYPE = "containercloud:host:HostPrerequisites"
 DEBIAN_RELEASES = ("12", "13")
 ARCHITECTURE = "x86_64"
-GATED_TYPES = ("command:remote:Command", "command:remote:CopyToRemote")
+GATED_TYPES = ("command:remote:Command", "command:remote:CopyToRemote", "command:local:Command")
 
 
 @dataclass(frozen=True)
@@ -118,30 +119,22 @@ def gate(checks: list[HostPrerequisites]) -> command.local.Command:
         opts=pulumi.ResourceOptions(depends_on=[c.step for c in checks]))
 
 
-# The barrier of the program run in progress; the transformation is registered once per root stack (an
-# in-process harness reuses the root stack across runs, and must not collect one transformation per run).
-_barrier: Optional[pulumi.Resource] = None
-_roots: set[int] = set()
-
-
-def _gate_later_commands(args: pulumi.ResourceTransformationArgs) -> Optional[pulumi.ResourceTransformationResult]:
-    if _barrier is None or args.type_ not in GATED_TYPES:
+def _after(barrier: pulumi.Resource, args: pulumi.ResourceTransformationArgs
+           ) -> Optional[pulumi.ResourceTransformationResult]:
+    """Every remote command, upload and deployer-side command registered after the barrier waits for it."""
+    if args.type_ not in GATED_TYPES:
         return None
     return pulumi.ResourceTransformationResult(
-        args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[_barrier])))
+        args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[barrier])))
 
 
 def first_on_every_host(s: Settings, ssh_private_key: pulumi.Input[str]) -> command.local.Command:
     """The prerequisite check of every host, their gate, and a stack transformation that makes every
-    remote command and upload registered after it depend on the gate. Call it before any other
-    component: a component's children inherit the transformations it was constructed with."""
-    global _barrier
-    _barrier = None  # the checks themselves wait for nothing (nor for an earlier run's gate)
+    command and upload registered after it depend on the gate. Call it before any other component (a
+    component's children inherit the transformations registered before the component was constructed):
+    __main__.py does, as its first resource."""
     checks = [HostPrerequisites(f"{h.name}-prerequisites", HostPrerequisitesArgs(s, h, ssh_private_key))
               for h in s.hosts]
-    _barrier = gate(checks)
-    root = pulumi.runtime.get_root_resource()
-    if id(root) not in _roots:
-        _roots.add(id(root))
-        pulumi.runtime.register_stack_transformation(_gate_later_commands)
-    return _barrier
+    barrier = gate(checks)
+    pulumi.runtime.register_stack_transformation(functools.partial(_after, barrier))
+    return barrier

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from components.config import ConfigError, parse_settings
-from components.etcd_backup import backup_script, receiver_script, require_valid, target
+from components.config import parse_settings
+from components.etcd_backup import backup_script, receiver_script, target
 from offline.engine.runner import ProgramRun, load_stack_config, run_program
 from tests.etcd_support import ENV, HAVE_ETCD, Member, write_pki
 from tests.k8s_support import files_by_host, inner_script, k8s_steps, step
@@ -69,20 +70,25 @@ def test_backup_host_receives_with_a_dedicated_key_that_runs_only_the_receiver(w
         assert "root@198.51.100.21" in script and "-i /etc/etcd/backup/id_ed25519" in script
 
 
-def test_bad_backup_settings_are_refused_naming_the_keys() -> None:
-    s = _settings("ha", {"etcdBackupHost": "worker-1", "etcdBackupIntervalHours": 0, "etcdBackupRetain": 5000,
-                         "maxUnavailableWorkers": 150})
-    with pytest.raises(ConfigError) as err:
-        require_valid(s)
-    text = "\n".join(err.value.problems)
-    assert "container-cloud:etcdBackupHost: 'worker-1' is in zone 'dmz'" in text
+def test_bad_day_two_settings_are_refused_with_every_other_fault_before_any_resource() -> None:
+    hosts = [dict(h) for h in load_stack_hosts("ha")]
+    hosts[3]["zone"] = "dmz2"
+    run = run_program("ha", overrides={"etcdBackupHost": "worker-1", "etcdBackupIntervalHours": 0,
+                                       "etcdBackupRetain": 5000, "maxUnavailableWorkers": 150, "hosts": hosts})
+    assert run.error is not None and run.registrations == []
+    text = str(run.error)
+    assert "container-cloud:hosts[3].zone: 'dmz2' is not a zone" in text
     assert "container-cloud:etcdBackupIntervalHours: 0" in text
     assert "container-cloud:etcdBackupRetain: 5000" in text
     assert "container-cloud:maxUnavailableWorkers: 150" in text
-    with pytest.raises(ConfigError, match="'nope' is not an inventory host"):
-        require_valid(_settings("ha", {"etcdBackupHost": "nope"}))
+    run = run_program("ha", overrides={"etcdBackupHost": "worker-1"})
+    assert "container-cloud:etcdBackupHost: 'worker-1' is in zone dmz" in str(run.error)
     run = run_program("ha", overrides={"etcdBackupHost": "nope"})
-    assert run.error is not None and not [r for r in run.registrations if r.custom]
+    assert "'nope' is not an inventory host" in str(run.error) and run.registrations == []
+
+
+def load_stack_hosts(stack: str) -> list[dict[str, object]]:
+    return list(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["container-cloud:hosts"])
 
 
 def test_scripts_pass_shellcheck_and_units_pass_systemd_analyze(with_target: ProgramRun, tmp_path: Path) -> None:

@@ -163,6 +163,10 @@ def run_program(stack: str = "dev", overrides: Optional[dict[str, Any]] = None, 
     root = pulumi.runtime.settings.get_root_resource()
     if root is not None and getattr(root, "outputs", None) is not None:
         root.outputs.clear()  # type: ignore[attr-defined]
+    if root is not None:
+        # a real `pulumi up` runs the program once per process; here the root stack is reused, so forget the
+        # stack transformations an earlier run registered (they would apply to this run's resources too)
+        root._transformations = []
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     error: Optional[BaseException] = None
