@@ -6,6 +6,7 @@ inside the host's network namespace; its one argument is a JSON document written
   root, upper, work: the overlay (lower = the machine's `/`)
   binds: [[source, target], ...] plain ext4 dirs for the container runtimes' state
   cgroups: [[fstype, options, name], ...] the machine's cgroup hierarchies, mounted under /sys/fs/cgroup
+  cgroup_v2: true: only the unified hierarchy, at /sys/fs/cgroup itself (as a fresh Debian 12 boots)
   hide: absolute paths to cover with an empty read-only tmpfs (the lab's own workdir)
   hostname, sshd_config
 sshd is a child, not PID 1, so the lab can kill and restart the listener without ending the host.
@@ -44,7 +45,7 @@ def build_root(cfg: dict) -> None:  # type: ignore[type-arg]
     mount("sysfs", root + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     cg = root + "/sys/fs/cgroup"
     unified = [c for c in cfg["cgroups"] if c[0] == "cgroup2"]
-    if unified:
+    if unified and cfg.get("cgroup_v2"):
         # a fresh Debian 12 boots cgroup v2 only (and kubelet 1.35 refuses v1): the host sees the machine's
         # unified hierarchy (its own subtree, by the cgroup namespace) at /sys/fs/cgroup, as on a real host
         mount("cgroup2", cg, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, unified[0][1])
