@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from lab import bare, debrepo, probes, proofs_issue12
+from lab import bare, debrepo, probes, proofs_day_two, proofs_issue12
 from lab import mirror as lab_mirror
 from lab import registry as lab_registry
 from lab.apply import Engine, Executor, Report
@@ -518,6 +518,7 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
 
     ctx.soft("host packages", lambda: packages_proof(ctx))
     ctx.soft("etcd", lambda: etcd_proof(lab, ctx.settings))
+    ctx.soft("etcd backup", lambda: proofs_issue12.guarded(proofs_day_two.backup_restore_proof, lab, ctx.settings))
     ctx.soft("zone matrix", lambda: zone_matrix_proof(lab, ctx.settings))
     ctx.soft("docker", lambda: docker_proof(lab, ctx.settings))
     ctx.soft("registry trust", lambda: registry_proof(ctx))

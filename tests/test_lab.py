@@ -39,7 +39,7 @@ def test_lab(stack: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     elapsed = time.monotonic() - start
     print_summary(result)
     assert not result.problems, result.problems
-    for proof in ("missing packages", "host packages", "idempotency", "etcd", "zone matrix", "docker",
+    for proof in ("missing packages", "host packages", "idempotency", "etcd", "etcd backup", "zone matrix", "docker",
                   "registry trust", "destroy", *ISSUE12):
         assert proof in result.proofs, f"proof {proof!r} did not run"
     if stack == "dev":
