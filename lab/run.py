@@ -36,7 +36,7 @@ ALLOWED_AFTER_DESTROY = (
     "etc/ld.so.cache", "var/lib/dpkg/", "var/lib/systemd/", "run/", "tmp/",
     "root/.pyenv/",  # the machine's shell profile (pyenv) touches its shims dir at every SSH login
     "etc/group-", "etc/gshadow-", "etc/passwd-", "etc/shadow-",  # shadow-utils' backups of the last edit
-    "var/backups/etcd/",  # etcd snapshots are data: kept on purpose when the backup step goes (docs/restore.md)
+    "var/backups/etcd",  # etcd snapshots are data: kept on purpose when the backup step goes (docs/restore.md)
 )
 # What running daemons write by themselves (not a step rewriting a file): left out of the idempotency check.
 RUNTIME_DATA = ("var/log/", "var/lib/etcd/member/", "var/lib/containerd/", "var/lib/docker/", "run/", "tmp/")
