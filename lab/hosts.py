@@ -149,12 +149,13 @@ class Lab:
 
     def __init__(self, specs: list[HostSpec], zones: dict[str, str], workdir: Path,
                  hide: bool | Iterable[str] = True, users: Sequence[tuple[str, str]] = (),
-                 apt_mirror: str = "", cgroup_v2: bool = False):
+                 apt_mirror: str = "", cgroup_v2: bool = False, keep: Sequence[str] = ()):
         """`apt_mirror`: the URL of the lab's Debian repository (lab/debrepo.py): each host's apt sources
         are that repository only, and its dpkg status lacks the hidden packages."""
         _check_unique(specs)
         self.apt_mirror = apt_mirror
         self.cgroup_v2 = cgroup_v2  # the hosts see only the unified hierarchy, at /sys/fs/cgroup
+        self.keep = list(keep)  # machine paths under /tmp or /run the hosts still see (read-only)
         self.hidden_packages = sorted({h.package for h in bare.HIDDEN if h.group in bare.groups(hide)})
         self.specs = list(specs)
         self.zones = self._all_zones(specs, zones)
@@ -257,7 +258,7 @@ class Lab:
             host.cgroups = [hosts_cgroups.make(h, f"cclab-{self.id}", host.name) for h in self._hierarchies]
             cfg = rootfs.init_config(root=host.dir / "root", upper=host.upper, work=host.dir / "work",
                                      state=host.dir / "state", name=host.name, cgroups=cgroups,
-                                     hide=[str(self.workdir)], cgroup_v2=self.cgroup_v2)
+                                     hide=[str(self.workdir)], cgroup_v2=self.cgroup_v2, keep=self.keep)
             argv = ["nsenter", f"--net=/run/netns/{host.netns}", "--",
                     "unshare", "--mount", "--uts", "--pid", "--cgroup", "--fork", "--kill-child",
                     "--propagation", "private", "--", "/usr/bin/python3", "-I", "-B", str(rootfs.INIT), cfg]

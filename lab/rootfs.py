@@ -15,7 +15,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 STATE_DIRS = ("/var/lib/containerd", "/var/lib/docker", "/var/lib/containers")
@@ -178,12 +178,13 @@ def prepare_upper(upper: Path, *, name: str, address: str, port: int, host_key: 
 
 
 def init_config(*, root: Path, upper: Path, work: Path, state: Path, name: str,
-                cgroups: list[tuple[str, str, str]], hide: list[str], cgroup_v2: bool = False) -> str:
+                cgroups: list[tuple[str, str, str]], hide: list[str], cgroup_v2: bool = False,
+                keep: Sequence[str] = ()) -> str:
     binds = [[str(state / Path(d).name), d] for d in STATE_DIRS]
     return json.dumps({
         "root": str(root), "upper": str(upper), "work": str(work), "binds": binds,
         "cgroups": [list(c) for c in cgroups], "hide": hide, "hostname": name, "sshd_config": SSHD_CONFIG,
-        "cgroup_v2": cgroup_v2,
+        "cgroup_v2": cgroup_v2, "keep": list(keep),
     })
 
 

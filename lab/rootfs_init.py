@@ -7,6 +7,7 @@ inside the host's network namespace; its one argument is a JSON document written
   binds: [[source, target], ...] plain ext4 dirs for the container runtimes' state
   cgroups: [[fstype, options, name], ...] the machine's cgroup hierarchies, mounted under /sys/fs/cgroup
   cgroup_v2: true: only the unified hierarchy, at /sys/fs/cgroup itself (as a fresh Debian 12 boots)
+  keep: machine paths under /tmp or /run to bind (read-only) over the host's fresh ones (a checkout there)
   hide: absolute paths to cover with an empty read-only tmpfs (the lab's own workdir)
   hostname, sshd_config
 sshd is a child, not PID 1, so the lab can kill and restart the listener without ending the host.
@@ -62,6 +63,10 @@ def _rest(cfg: dict, root: str) -> None:  # type: ignore[type-arg]
     mount("tmpfs", root + "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
     os.makedirs(root + "/run/sshd", mode=0o755)
     mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for path in cfg.get("keep", []):  # machine paths under the fresh /tmp or /run the host still sees (read-only)
+        os.makedirs(root + path, exist_ok=True)
+        mount(path, root + path, flags=MS_BIND | MS_REC)
+        mount("none", root + path, flags=MS_BIND | MS_REMOUNT | MS_RDONLY)
     for path in cfg["hide"]:
         if os.path.isdir(root + path):
             mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=000,size=4k")

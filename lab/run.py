@@ -401,10 +401,6 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
     """`hide`: the lab/bare.py groups of tools hidden in the hosts (True: all, as on a fresh Debian)."""
     from components.config import parse_settings
 
-    if ROOT.is_relative_to("/tmp") or ROOT.is_relative_to("/run"):
-        raise LabFailure(f"the checkout {ROOT} is under /tmp or /run, which every lab host mounts afresh (tmpfs): "
-                         "the hosts' registry proof reads lab/ and build/lab-cache/ from the checkout; clone it "
-                         "elsewhere (e.g. /var/tmp)")
     result = LabResult(stack)
     workdir = workdir or ROOT / "build" / "lab" / stack
     workdir.mkdir(parents=True, exist_ok=True)
@@ -421,7 +417,10 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         debs = build_apt_repo(settings, mirror.root, hide)
         print(f"apt repository {debrepo.REPO_DIR}/: {', '.join(debs) or 'nothing a bare host lacks'}")
     lab = Lab(specs, dict(settings.zones), workdir / "hosts", hide=hide, users=plan_users(settings),
-              apt_mirror=f"http://{mirror_spec.address}", cgroup_v2=True)
+              apt_mirror=f"http://{mirror_spec.address}", cgroup_v2=True,
+              # every host mounts a fresh /tmp and /run: a checkout there stays visible (the registry proof
+              # reads lab/ and build/lab-cache/ from it inside a host)
+              keep=[str(ROOT)] if ROOT.is_relative_to("/tmp") or ROOT.is_relative_to("/run") else [])
     server: Optional[subprocess.Popen[bytes]] = None
     balancer: Optional[subprocess.Popen[bytes]] = None
     try:
