@@ -1,11 +1,13 @@
 """Rolling upgrades of the nodes: a FIXED number of batches, set by `maxUnavailableWorkers` (a percentage),
 never by the number of nodes, so the longest chain of waiting steps is the same for 3 and 200 workers.
 
-Design (docs/upgrade.md): one batch gate step per batch, chained only among themselves; each node's
-disruptive steps depend on its batch's gate. On a fresh cluster no node of the previous batch is
-registered, so a gate returns at once and the first `up` stays parallel; on an upgrade a gate waits (via
-the API, from the first control-plane host, INSIDE) until the previous batch's nodes run the target
-kubelet version and are Ready.
+Design (docs/upgrade.md): per batch ONE drain step on the drain host (the first control-plane host, INSIDE,
+where the admin credential is), chained only among the drain steps, and ONE uncordon step after the batch's
+kubelet steps; each node's runtime step depends on its batch's drain step. The drain host gets O(batches)
+SSH sessions, whatever the number of nodes, and each batch step carries only its batch's nodes. On a fresh
+cluster no node is registered, so every drain step returns at once and the first `up` stays parallel; on an
+upgrade a drain step waits (via the API) until the earlier batches' nodes carry their new fingerprint and
+are schedulable, then drains its own nodes that must roll.
 """
 
 from __future__ import annotations
@@ -89,9 +91,8 @@ class Member:
 
 
 def batch_path(k: int, kind: str) -> str:
-    """`drain`: the batch's `node fingerprint` lines as its drain step wrote them (later gates read them);
-    `uncordon`: the same lines for the uncordon step; `members`: the nodes the uncordon step last finished
-    (written by its script: a node missing from the next list was removed from the stack)."""
+    """`drain`: the batch's `node fingerprint` lines as its drain step wrote them (later batches' drain steps
+    read them); `uncordon`: the same lines for the uncordon step (a node's removal record reads them)."""
     return f"{DIGEST_DIR}/batch-{k}.{kind}"
 
 

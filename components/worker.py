@@ -263,8 +263,9 @@ class WorkerNode(pulumi.ComponentResource):
 
 def worker_nodes(s: Settings, pki: ClusterPki, ssh_private_key: pulumi.Input[str], api_ready: pulumi.Resource,
                  kube_proxy_kubeconfig: Optional[pulumi.Output[str]] = None) -> list[WorkerNode]:
-    """Every node, in `maxUnavailableWorkers` batches: batch k's nodes are drained only after batch k-1's
-    gate saw them finish (rolling.py). The drain host is the first control-plane host (INSIDE)."""
+    """Every node, in `maxUnavailableWorkers` batches (rolling.py): per batch one drain step and one uncordon
+    step on the drain host, the first control-plane host (INSIDE); batch k's drain step waits until the
+    earlier batches' nodes finished. Each node's fingerprint is computed first: its batch's steps carry it."""
     drain_host = s.control_plane_hosts[0]
     rollout = rolling.NodeRollout("node-rollout", rolling.NodeRolloutArgs(s, ssh_private_key, drain_host, api_ready))
     nodes: list[WorkerNode] = []
