@@ -155,3 +155,18 @@ def _verdict(results: list[Result], check: bool) -> int:
     print(f"longest remote-command chain: {', '.join(f'{r.workers} workers: {r.chain}' for r in results)} "
           f"({'the same for every size' if ok else 'GROWS WITH SIZE'})")
     return 1 if check and missed else 0
+
+
+def sessions_per_host(run: ProgramRun) -> Counter[str]:
+    """SSH sessions one `up` opens on each host (its address): every `command:remote:*` resource that runs
+    something on create (a Command with a `create`, a CopyToRemote). A Command with only a `delete` (a
+    node's removal record) opens none."""
+    counts: Counter[str] = Counter()
+    for r in run.registrations:
+        if not r.type.startswith("command:remote:"):
+            continue
+        inputs = r.plain_inputs
+        if r.type == COMMAND and not inputs.get("create"):
+            continue
+        counts[str(inputs["connection"]["host"])] += 1
+    return counts

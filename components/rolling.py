@@ -1,11 +1,13 @@
 """Rolling upgrades of the nodes: a FIXED number of batches, set by `maxUnavailableWorkers` (a percentage),
 never by the number of nodes, so the longest chain of waiting steps is the same for 3 and 200 workers.
 
-Design (docs/upgrade.md): one batch gate step per batch, chained only among themselves; each node's
-disruptive steps depend on its batch's gate. On a fresh cluster no node of the previous batch is
-registered, so a gate returns at once and the first `up` stays parallel; on an upgrade a gate waits (via
-the API, from the first control-plane host, INSIDE) until the previous batch's nodes run the target
-kubelet version and are Ready.
+Design (docs/upgrade.md): per batch ONE drain step on the drain host (the first control-plane host, INSIDE,
+where the admin credential is), chained only among the drain steps, and ONE uncordon step after the batch's
+kubelet steps; each node's runtime step depends on its batch's drain step. The drain host gets O(batches)
+SSH sessions, whatever the number of nodes, and each batch step carries only its batch's nodes. On a fresh
+cluster no node is registered, so every drain step returns at once and the first `up` stays parallel; on an
+upgrade a drain step waits (via the API) until the earlier batches' nodes carry their new fingerprint and
+are schedulable, then drains its own nodes that must roll.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
+import pulumi_command as command
 
 from components.config import PROJECT, Host, Settings
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
@@ -35,14 +38,15 @@ def batch_count(percent: int) -> int:
 
 
 def batches(nodes: list[Host], percent: int) -> list[list[Host]]:
-    """`batch_count(percent)` batches in inventory order, none larger than `percent` of the nodes rounded
-    up. With fewer nodes than batches the FIRST batches stay empty: the last batch always holds a node, so
-    the longest chain (every gate, then that node's steps) is the same for any number of nodes."""
+    """`batch_count(percent)` batches, node i of the inventory in batch `count - 1 - i % count` (round robin
+    from the last batch): no batch holds more than `percent` of the nodes rounded up; appending a node to the
+    inventory changes only its own batch; with fewer nodes than batches the FIRST batches stay empty, so the
+    last batch always holds a node and the longest chain (every gate, then that node's steps) is the same for
+    any number of nodes."""
     count = batch_count(percent)
     out: list[list[Host]] = [[] for _ in range(count)]
-    n = len(nodes)
     for i, node in enumerate(nodes):
-        out[count - 1 - (n - 1 - i) * count // n].append(node)
+        out[count - 1 - i % count].append(node)
     return out
 
 
@@ -77,12 +81,24 @@ def fingerprint(parts: list[Parts], extra: list[pulumi.Input[str]]) -> pulumi.Ou
     return pulumi.Output.all(*[f.content for f in plain], *extra).apply(digest)
 
 
-def digest_path(node: str) -> str:
-    return f"{DIGEST_DIR}/{node}"
+@dataclass(frozen=True)
+class Member:
+    """A node as its batch's steps on the drain host see it: name, fingerprint, labels to set."""
+
+    name: str
+    fingerprint: pulumi.Output[str]
+    labels: dict[str, str]
 
 
-def digest_file(node: str, digest: pulumi.Input[str]) -> HostFile:
-    return HostFile(digest_path(node), pulumi.Output.from_input(digest).apply(lambda d: f"{d}\n"))
+def batch_path(k: int, kind: str) -> str:
+    """`drain`: the batch's `node fingerprint` lines as its drain step wrote them (later batches' drain steps
+    read them); `uncordon`: the same lines for the uncordon step (a node's removal record reads them)."""
+    return f"{DIGEST_DIR}/batch-{k}.{kind}"
+
+
+def listing(members: list[Member]) -> pulumi.Output[str]:
+    return pulumi.Output.all(*[m.fingerprint for m in members]).apply(
+        lambda ds: "".join(f"{m.name} {d}\n" for m, d in zip(members, ds, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,9 @@ class NodeRolloutArgs:
 
 
 class NodeRollout(pulumi.ComponentResource):
-    """`containercloud:k8s:NodeRollout`: the batch gates, chained only among themselves."""
+    """`containercloud:k8s:NodeRollout`: per batch, ONE drain step (the gate, chained only among the drain
+    steps) and ONE uncordon step, both on the drain host: O(batches) SSH sessions there, whatever the
+    number of nodes."""
 
     def __init__(self, name: str, args: NodeRolloutArgs, opts: Optional[pulumi.ResourceOptions] = None):
         s = args.settings
@@ -106,23 +124,45 @@ class NodeRollout(pulumi.ComponentResource):
         self.gates: list[HostStep] = []
         self.register_outputs({})
 
-    def gate(self, previous: list[tuple[str, pulumi.Output[str]]]) -> HostStep:
-        """The next batch's gate: waits until every node of the previous batch that already ran an earlier
-        rollout (it carries the annotation) is annotated with this rollout's fingerprint and schedulable
-        again. Fresh nodes carry no annotation: on a first `up` a gate returns at once."""
+    def _on_drain_host(self, name: str, script: str, delete: str, files: list[HostFile],
+                       depends_on: list[pulumi.Resource]) -> HostStep:
         s, host = self.args.settings, self.args.drain_host
-        k = len(self.gates)
-        expected = pulumi.Output.all(*[d for _, d in previous]).apply(
-            lambda ds: "".join(f"{n} {d}\n" for (n, _), d in zip(previous, ds, strict=True)))
-        expected_file = f"{DIGEST_DIR}/batch-{k}.expected"
-        step = HostStep(
-            f"{host.name}-rollout-batch-{k}",
+        return HostStep(
+            f"{host.name}-{name}",
             HostStepArgs(host=host.name, connection=host_connection(s, host, self.args.ssh_private_key),
-                         script=render("node/gate.sh.j2", batch=k, expected_file=expected_file,
-                                       annotation=APPLIED_ANNOTATION),
-                         delete_script=f"rm -f {expected_file}", files=[HostFile(expected_file, expected)],
-                         use_sudo=needs_sudo(s, host)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gates[-1].command if self.gates
-                                                                 else self.args.api_ready]))
+                         script=script, delete_script=delete, files=files, use_sudo=needs_sudo(s, host)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on))
+
+    def drain(self, members: list[Member]) -> HostStep:
+        """Batch k's gate and drain, one SSH session: wait until every node of the EARLIER batches (their
+        lists on this host) that already ran a rollout carries its fingerprint and is schedulable again
+        (fresh nodes carry no annotation: a first `up` passes at once); then cordon and drain this batch's
+        registered nodes that do not carry their fingerprint yet, one after the other."""
+        k = len(self.gates)
+        own = batch_path(k, "drain")
+        script = render("node/gate.sh.j2", batch=k, earlier=[batch_path(i, "drain") for i in range(k)],
+                        annotation=APPLIED_ANNOTATION) + render("node/cordon_drain.sh.j2", batch_file=own)
+        step = self._on_drain_host(f"rollout-batch-{k}", script, f"rm -f {own}", [HostFile(own, listing(members))],
+                                   [self.gates[-1].command if self.gates else self.args.api_ready])
         self.gates.append(step)
         return step
+
+    def uncordon(self, members: list[Member], after: list[pulumi.Resource]) -> HostStep:
+        """After the batch's kubelet steps: each node registered, labelled, Ready before it is uncordoned (if
+        its drain cordoned it), annotated with its fingerprint. Removing a node is its own record's delete
+        (`removal`), which reads the lists these steps leave on the host."""
+        k = len(self.gates) - 1
+        own = batch_path(k, "uncordon")
+        script = render("node/register.sh.j2", batch_file=own, nodes=[(m.name, m.labels) for m in members])
+        return self._on_drain_host(f"batch-{k}-node", script, f"rm -f {own}", [HostFile(own, listing(members))],
+                                   after)
+
+
+def removal(s: Settings, node: str, drain_host: Host, private_key: pulumi.Input[str],
+            opts: pulumi.ResourceOptions) -> command.remote.Command:
+    """`<node>-node` on the drain host: no `create` (pulumi-command runs nothing and opens no session on an
+    `up`), only a `delete` that cordons, drains and deletes the Node when the node leaves the stack."""
+    script = render("node/drain.sh.j2", node=node, lists_glob=f"{DIGEST_DIR}/batch-*.uncordon")
+    delete = render("host_step/wrapper.sh.j2", script=script, sudo="sudo -n " if needs_sudo(s, drain_host) else "")
+    return command.remote.Command(f"{node}-node", connection=host_connection(s, drain_host, private_key),
+                                  delete=delete, add_previous_output_in_env=False, opts=opts)

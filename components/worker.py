@@ -5,8 +5,10 @@ Steps (remote commands) per worker:
   <w>-runtime     the /etc/hosts block (unless the control plane manages this host already);
                   containerd, runc, CNI plugins, crictl; registry trust (certs.d) and the pause image
   <w>-kubelet     kubelet + kube-proxy (after the API answers)
-  <w>-node        runs on the first control-plane host: waits for the Node; its delete cordons,
-                  drains and deletes the Node before the kubelet step stops the services.
+Before them, the node's batch drain step; after them, its batch uncordon step (rolling.py: both on
+the first control-plane host, one per batch, not per node): the batch step waits for the Node, labels,
+uncordons and annotates it; it drains and deletes a node gone from the batch, and its delete does that
+for every node of the batch, before the kubelet steps stop the services.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ class WorkerNodeArgs:
     api_ready: pulumi.Resource
     drain_host: Host  # the control-plane host whose admin kubeconfig drains this node
     kube_proxy_kubeconfig: Optional[pulumi.Output[str]] = None  # the same on every node: built once
-    gate: Optional[pulumi.Resource] = None  # this node's rollout batch gate (rolling.py)
 
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -142,25 +143,33 @@ def props(s: Settings, host: Host) -> dict[str, Any]:
 class WorkerNode(pulumi.ComponentResource):
     """`containercloud:k8s:WorkerNode`: one Kubernetes node (every worker and control-plane host)."""
 
-    ready: pulumi.Resource  # the Node registered with the API
+    ready: pulumi.Resource  # the Node registered with the API (its batch's uncordon step)
 
     def __init__(self, name: str, args: WorkerNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        """Computes what the node installs and its fingerprint; `configure` creates the steps once the
+        batch's drain step (which needs every fingerprint of the batch) exists."""
         super().__init__("containercloud:k8s:WorkerNode", name, props(args.settings, args.host), opts)
         self.args = args
         s, host = args.settings, args.host
         self.connection = host_connection(s, host, args.ssh_private_key)
-        runtime_parts = self._runtime()
-        kubelet_parts = self._kubelet()
-        # what the node's disruptive steps install: a change re-runs the drain and the uncordon
+        self.runtime_parts = self._runtime()
+        self.kubelet_parts = self._kubelet()
+        # what the node's disruptive steps install: a change re-runs its batch's drain and uncordon steps
         pki = args.pki
-        self.fingerprint = rolling.fingerprint([runtime_parts, kubelet_parts], [
+        self.fingerprint = rolling.fingerprint([self.runtime_parts, self.kubelet_parts], [
             pki.certs[f"kubelet-client-{host.name}"].cert_pem, pki.certs["kube-proxy"].cert_pem])
-        drain = self._drain([args.api_ready, *([args.gate] if args.gate else [])])
-        runtime = self._parts_step("runtime", runtime_parts, [drain.command])
-        kubelet = self._parts_step("kubelet", kubelet_parts, [runtime.command, args.api_ready])
-        node = self._node(kubelet)
-        self.ready = node.command
+        self.member = rolling.Member(host.name, self.fingerprint, node_labels(host))
+
+    def configure(self, drain: pulumi.Resource) -> list[pulumi.Resource]:
+        """The runtime step after the batch's drain step, the kubelet step, and the node's removal record
+        (rolling.removal: no session on an `up`); the batch's uncordon step follows what this returns."""
+        s, host = self.args.settings, self.args.host
+        runtime = self._parts_step("runtime", self.runtime_parts, [drain, self.args.api_ready])
+        kubelet = self._parts_step("kubelet", self.kubelet_parts, [runtime.command, self.args.api_ready])
+        removal = rolling.removal(s, host.name, self.args.drain_host, self.args.ssh_private_key,
+                                  step_opts(self, [kubelet.command]))
         self.register_outputs({"host": host.name})
+        return [kubelet.command, removal]
 
     def _step(self, name: str, script: str, delete_script: str, files: list[HostFile],
               depends_on: list[pulumi.Resource], prelude: str = "") -> HostStep:
@@ -174,21 +183,6 @@ class WorkerNode(pulumi.ComponentResource):
     def _parts_step(self, name: str, parts: rolling.Parts, depends_on: list[pulumi.Resource]) -> HostStep:
         return self._step(name, parts.script, parts.delete, parts.files, depends_on + parts.uploads,
                           prelude=parts.prelude)
-
-    def _drain(self, depends_on: list[pulumi.Resource]) -> HostStep:
-        """On the drain host (INSIDE, where the admin credential is): before this node's runtime or kubelet
-        is replaced, cordon and drain it, unless it is not registered yet (a fresh node) or already runs
-        what this rollout installs. Removing the node is the node step's delete, not this one's."""
-        s, host, cp = self.args.settings, self.args.host, self.args.drain_host
-        return HostStep(
-            f"{host.name}-drain",
-            HostStepArgs(host=cp.name, connection=host_connection(s, cp, self.args.ssh_private_key),
-                         script=render("node/cordon_drain.sh.j2", node=host.name,
-                                       digest_file=rolling.digest_path(host.name)),
-                         delete_script="true", files=[rolling.digest_file(host.name, self.fingerprint)],
-                         use_sudo=needs_sudo(s, cp)),
-            opts=step_opts(self, depends_on),
-        )
 
     def _runtime(self) -> rolling.Parts:
         """containerd, runc, CNI plugins, crictl, registry trust; on hosts the control plane does not
@@ -266,31 +260,23 @@ class WorkerNode(pulumi.ComponentResource):
         uploads = artifacts.uploads(s, f"{host.name}-kubelet", self.connection, bins, self)
         return rolling.Parts(script, delete, files, uploads)
 
-    def _node(self, kubelet: HostStep) -> HostStep:
-        """Runs on the drain host (first control-plane host): its stored connection is what the delete uses."""
-        s, host, cp = self.args.settings, self.args.host, self.args.drain_host
-        return HostStep(
-            f"{host.name}-node",
-            HostStepArgs(host=cp.name, connection=host_connection(s, cp, self.args.ssh_private_key),
-                         script=render("node/register.sh.j2", node=host.name, labels=node_labels(host),
-                                       digest_file=rolling.digest_path(host.name)),
-                         delete_script=render("node/drain.sh.j2", node=host.name),
-                         files=[rolling.digest_file(host.name, self.fingerprint)], use_sudo=needs_sudo(s, cp)),
-            opts=step_opts(self, [kubelet.command]),
-        )
-
 
 def worker_nodes(s: Settings, pki: ClusterPki, ssh_private_key: pulumi.Input[str], api_ready: pulumi.Resource,
                  kube_proxy_kubeconfig: Optional[pulumi.Output[str]] = None) -> list[WorkerNode]:
-    """Every node, in `maxUnavailableWorkers` batches: batch k's nodes are drained only after batch k-1's
-    gate saw them finish (rolling.py). The drain host is the first control-plane host (INSIDE)."""
+    """Every node, in `maxUnavailableWorkers` batches (rolling.py): per batch one drain step and one uncordon
+    step on the drain host, the first control-plane host (INSIDE); batch k's drain step waits until the
+    earlier batches' nodes finished. Each node's fingerprint is computed first: its batch's steps carry it."""
     drain_host = s.control_plane_hosts[0]
     rollout = rolling.NodeRollout("node-rollout", rolling.NodeRolloutArgs(s, ssh_private_key, drain_host, api_ready))
     nodes: list[WorkerNode] = []
-    previous: list[WorkerNode] = []
     for batch in rolling.batches(s.node_hosts, s.max_unavailable_workers):
-        gate = rollout.gate([(n.args.host.name, n.fingerprint) for n in previous])
-        previous = [WorkerNode(h.name, WorkerNodeArgs(s, h, pki, ssh_private_key, api_ready, drain_host,
-                                                      kube_proxy_kubeconfig, gate)) for h in batch]
-        nodes += previous
+        members = [WorkerNode(h.name, WorkerNodeArgs(s, h, pki, ssh_private_key, api_ready, drain_host,
+                                                     kube_proxy_kubeconfig)) for h in batch]
+        drain = rollout.drain([m.member for m in members])
+        after = [r for m in members for r in m.configure(drain.command)]
+        if members:
+            uncordon = rollout.uncordon([m.member for m in members], after)
+            for m in members:
+                m.ready = uncordon.command
+        nodes += members
     return nodes

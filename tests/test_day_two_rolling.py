@@ -1,26 +1,50 @@
-"""Rolling order in the dependency graph: a fixed number of batch gates (maxUnavailableWorkers), chained
-only among themselves; each node drained from the INSIDE drain host before its runtime and kubelet; the
-longest chain of a first `up` the same at 3 and 200 workers; apiservers one after the other. The gate and
-drain scripts run for real against a kubectl stand-in that plays the API's node states."""
+"""Rolling order in the dependency graph: a fixed number of batches (maxUnavailableWorkers); per batch ONE
+drain step (the gate, chained only among the drain steps) and ONE uncordon step on the INSIDE drain host, so
+that host gets O(batches) SSH sessions whatever the number of nodes; each node drained before its runtime and
+kubelet; the longest chain of a first `up` the same at 3 and 200 workers; apiservers one after the other. The
+batch scripts run for real against a kubectl stand-in that plays the API's node states."""
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from benchmarks.preview import sessions_per_host
 from components.rolling import batch_count, batches
 from offline.engine.runner import ProgramRun, run_program
-from tests.k8s_support import command_graph, files_by_host, inner_script, k8s_steps, longest_chain, short, step
+from tests.k8s_support import (
+    COMMAND,
+    command_graph,
+    files_by_host,
+    inner_script,
+    k8s_steps,
+    longest_chain,
+    short,
+    step,
+)
 from tests.test_workers import _worker_hosts
+
+ROLLOUT = "/var/lib/containercloud/rollout"
+DRAIN_HOST = "198.51.100.11"  # master-1 in the generated stacks (tests/test_workers.py)
 
 
 def _gates(run: ProgramRun) -> list:
-    gates = [st for st in k8s_steps(run) if "-rollout-batch-" in st.name]
+    gates = [st for st in k8s_steps(run) if re.fullmatch(r".+-rollout-batch-\d+", st.name)]
     return sorted(gates, key=lambda st: int(st.name.rsplit("-", 1)[1]))
+
+
+def _uncordons(run: ProgramRun) -> list:
+    return [st for st in k8s_steps(run) if re.fullmatch(r".+-batch-\d+-node", st.name)]
+
+
+def _listed(st) -> list[str]:  # the node names a batch step carries (its `node fingerprint` lines)
+    return [line.split()[0] for path, text in st.files.items() if path.startswith(ROLLOUT)
+            for line in text.splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +65,39 @@ def test_batch_count_is_fixed_by_the_percentage_not_by_the_nodes(sized: dict[int
         nodes = n + 1  # the workers and master-1 (a node too, tainted)
         by_gate: dict[str, list[str]] = {g.command_urn: [] for g in gates}
         for st in k8s_steps(run):
-            if st.name.endswith("-drain"):
+            if st.name.endswith("-runtime"):
                 (gate,) = [d for d in st.dependencies if d in by_gate]
-                by_gate[gate].append(st.name)
+                by_gate[gate].append(st.name.removesuffix("-runtime"))
         sizes = [len(by_gate[g.command_urn]) for g in gates]
         assert sum(sizes) == nodes and max(sizes) <= math.ceil(nodes * 10 / 100), (n, sizes)
         assert sizes[-1] >= 1
+        for g in gates:  # a batch's drain step carries exactly its batch's nodes
+            assert sorted(_listed(g)) == sorted(by_gate[g.command_urn]), g.name
+        assert len(_uncordons(run)) == sum(1 for size in sizes if size)
         # gates chain only among themselves: gate k waits for gate k-1, never for a node
         urns = {st.command_urn: st.name for st in k8s_steps(run)}
         for k, g in enumerate(gates):
             deps = [urns[d] for d in g.dependencies if d in urns]
             assert deps == ([gates[k - 1].name] if k else ["master-1-api-ready"]), (k, deps)
     assert [len(b) for b in batches(list(range(200)), 25)] == [50, 50, 50, 50]  # type: ignore[arg-type]
+    assert [len(b) for b in batches(list(range(3)), 10)] == [0] * 7 + [1, 1, 1]  # type: ignore[arg-type]
+
+
+def test_the_drain_host_gets_a_bounded_number_of_ssh_sessions(sized: dict[int, ProgramRun], capsys) -> None:
+    counts = {n: sessions_per_host(run) for n, run in sized.items()}
+    with capsys.disabled():
+        for n, c in counts.items():
+            top = ", ".join(f"{h}: {k}" for h, k in c.most_common(3))
+            print(f"\n[{n} workers] SSH sessions per host on an up (most first): {top}; fewest {min(c.values())}")
+    own = set()
+    for n, run in sized.items():
+        batch_steps = [st for st in k8s_steps(run) if "-batch-" in st.name]
+        assert {st.command["connection"]["host"] for st in batch_steps} == {DRAIN_HOST}
+        assert len(batch_steps) <= 2 * 10  # one drain and at most one uncordon step per batch
+        own.add(counts[n][DRAIN_HOST] - len(batch_steps))  # the host's own steps: not the cluster's size
+    assert len(own) == 1
+    assert counts[20][DRAIN_HOST] == counts[200][DRAIN_HOST] <= own.pop() + 2 * 10 <= 45
+    assert max(counts[200].values()) == counts[200][DRAIN_HOST]  # no other host gets more either
 
 
 def test_first_up_longest_chain_is_the_same_at_3_and_200_workers(sized: dict[int, ProgramRun], capsys) -> None:
@@ -66,18 +111,27 @@ def test_first_up_longest_chain_is_the_same_at_3_and_200_workers(sized: dict[int
 
 def test_each_node_is_drained_from_inside_before_its_runtime_and_kubelet(ha: ProgramRun) -> None:
     steps = {st.name: st for st in k8s_steps(ha)}
+    gates = {g.command_urn: g for g in _gates(ha)}
+    uncordons = _uncordons(ha)
     cp = "cp-1"
-    for name in [n[: -len("-drain")] for n in steps if n.endswith("-drain")]:
-        drain, runtime, kubelet, node = (steps[f"{name}-{x}"] for x in ("drain", "runtime", "kubelet", "node"))
-        assert drain.host == node.host == cp
-        assert drain.command_urn in runtime.dependencies and runtime.command_urn in kubelet.dependencies
-        assert kubelet.command_urn in node.dependencies
+    nodes = [n.removesuffix("-runtime") for n in steps if n.endswith("-runtime")]
+    assert nodes
+    for name in nodes:
+        runtime, kubelet = steps[f"{name}-runtime"], steps[f"{name}-kubelet"]
+        (drain,) = [gates[d] for d in runtime.dependencies if d in gates]
+        (uncordon,) = [u for u in uncordons if name in _listed(u)]
+        assert drain.host == uncordon.host == cp and name in _listed(drain)
+        assert drain.name.rsplit("-", 1)[1] == uncordon.name.split("-batch-")[1].split("-")[0]  # the same batch
+        assert runtime.command_urn in kubelet.dependencies and kubelet.command_urn in uncordon.dependencies
+        removal = ha.named(f"{name}-node", COMMAND)
+        assert kubelet.command_urn in removal.dependencies and removal.urn in uncordon.dependencies
         body = inner_script(drain.command["create"])
         assert body.index("k cordon") < body.index("k drain")
-        assert "uncordon" in inner_script(node.command["create"])
+        assert "uncordon" in inner_script(uncordon.command["create"])
     for st in k8s_steps(ha):  # no cluster-admin credential on a DMZ host
         if st.host.startswith(("worker-", "harbor-")):
             assert "/etc/kubernetes/admin.conf" not in st.files, st.name
+            assert "admin.conf" not in st.command["create"], st.name
 
 
 def test_apiservers_roll_one_after_the_other(ha: ProgramRun) -> None:
@@ -87,35 +141,74 @@ def test_apiservers_roll_one_after_the_other(ha: ProgramRun) -> None:
     assert urn["cp-2-kube-apiserver"] not in step(ha, "cp-1-kube-apiserver").dependencies
 
 
-def test_a_change_to_the_nodes_reruns_the_drains_and_the_gates_after_the_first(ha: ProgramRun) -> None:
+def test_a_change_to_the_nodes_reruns_the_batch_steps_that_hold_nodes(ha: ProgramRun) -> None:
     changed = run_program("ha", overrides={"podCidr": "10.240.0.0/16"})  # kube-proxy's config on every node
     assert changed.error is None, changed.error
     before = {st.name: st.command["triggers"] for st in k8s_steps(ha)}
     after = {st.name: st.command["triggers"] for st in k8s_steps(changed)}
-    drains = [n for n in before if n.endswith("-drain")]
-    assert drains and all(before[n] != after[n] for n in drains)
-    gates = [g.name for g in _gates(ha)]
-    assert before[gates[0]] == after[gates[0]]
-    nonempty = [g for g in gates[1:] if step(ha, g).files[f"/var/lib/containercloud/rollout/batch-"
-                                                       f"{g.rsplit('-', 1)[1]}.expected"].strip()]
-    assert nonempty and all(before[g] != after[g] for g in nonempty)
+    batch_steps = [st for st in [*_gates(ha), *_uncordons(ha)]]
+    holding = [st.name for st in batch_steps if _listed(st)]
+    assert holding and all(before[n] != after[n] for n in holding)
+    assert all(before[st.name] == after[st.name] for st in batch_steps if not _listed(st))
 
 
-# --- the gate and the drain, for real, against a kubectl stand-in ---------------------------------------
+def _batch_view(run: ProgramRun) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each batch step's script (fingerprints masked: they hash certificates that are fresh per harness
+    run) and the node names it carries."""
+    prints = {line.split()[-1] for st in k8s_steps(run) if "-batch-" in st.name for path, text in st.files.items()
+              if path.startswith(ROLLOUT) for line in text.splitlines()}
+    out = {}
+    for st in k8s_steps(run):
+        if "-batch-" in st.name:
+            text = inner_script(st.command["create"])
+            for value in prints:
+                text = text.replace(value, "FINGERPRINT")
+            text = re.sub(r"CC_FILE_[0-9a-f]{16}|[0-9a-f]{64}", "DIGEST", text)
+            out[st.name] = (text, tuple(_listed(st)))
+    return out
+
+
+def test_adding_a_worker_changes_only_its_own_batch_steps(sized: dict[int, ProgramRun]) -> None:
+    grown = run_program("dev", overrides={"hosts": _worker_hosts(201)})
+    assert grown.error is None, grown.error
+    before, after = _batch_view(sized[200]), _batch_view(grown)
+    assert before.keys() == after.keys()
+    changed = sorted(n for n in before if before[n] != after[n])
+    (drain,) = [g.name for g in _gates(grown) if "worker-201" in _listed(g)]
+    (uncordon,) = [u.name for u in _uncordons(grown) if "worker-201" in _listed(u)]
+    assert changed == sorted([drain, uncordon])
+    assert {short(d) for d in step(grown, "worker-201-runtime").dependencies} >= {drain}
+
+
+# --- the batch scripts, for real, against a kubectl stand-in ---------------------------------------------
 
 FAKE_KUBECTL = """#!/bin/bash
 # node states in $STATE/<node>: "applied|unschedulable"; a missing file = not registered
 echo "$*" >> "$STATE/log"
 node=""
 for a in "$@"; do
-  case $a in get|node|--*|-o|jsonpath=*|name|cordon|drain|uncordon) ;; *) [[ -z $node ]] && node=$a ;; esac
+  case $a in get|node|--*|-o|jsonpath=*|name|cordon|drain|uncordon|label|annotate|delete) ;;
+    *) [[ -z $node ]] && node=$a ;; esac
 done
-for a in "$@"; do case $a in cordon|drain|uncordon) echo "$a $node" >> "$STATE/actions"; exit 0 ;; esac; done
-[[ -f $STATE/$node ]] || exit 0
+for a in "$@"; do
+  case $a in cordon|drain|uncordon|delete|label|annotate) echo "$a $node" >> "$STATE/actions" ;; esac
+  case $a in cordon|drain|delete|label) exit 0 ;;
+    uncordon) state=$(cat "$STATE/$node"); echo "${state%%|*}|" > "$STATE/$node"; exit 0 ;;
+    annotate) for v in "$@"; do [[ $v == containercloud.io/applied=* ]] && echo "${v#*=}" >> "$STATE/annotated-$node"
+              done; exit 0 ;;
+  esac
+done
+if [[ ! -f $STATE/$node ]]; then
+  [[ "$*" == *--ignore-not-found* ]] && exit 0
+  echo "Error from server (NotFound): nodes \\"$node\\" not found" >&2
+  exit 1
+fi
 state=$(cat "$STATE/$node")
 case "$*" in
   *"-o name"*) echo "node/$node" ;;
   *"|{.spec.unschedulable}"*) printf '%s' "$state" ;;
+  *"{.spec.unschedulable}"*) printf '%s' "${state#*|}" ;;
+  *Ready*) printf 'True' ;;
   *applied*) printf '%s' "${state%%|*}" ;;
 esac
 """
@@ -134,13 +227,15 @@ def _fake(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return state, {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(state)}
 
 
-def _body(run: ProgramRun, name: str, path: str, content: str, tmp_path: Path) -> str:
-    """The step's own body (the files it would write left out; `path` points at a local copy instead)."""
-    text = inner_script(step(run, name).command["create"])
+def _body(text: str, files: dict[str, str], tmp_path: Path) -> str:
+    """A step's own body (the files it would write left out): the rollout directory points at a local one
+    holding `files` (name -> content)."""
     body = _strip_put_files(text.split("install -d -m 0700 /var/lib/containercloud/steps")[0])
-    local = tmp_path / Path(path).name
-    local.write_text(content)
-    return body.replace(path, str(local))
+    local = tmp_path / "rollout"
+    local.mkdir(exist_ok=True)
+    for name, content in files.items():
+        (local / name).write_text(content)
+    return body.replace(ROLLOUT, str(local))
 
 
 def _strip_put_files(body: str) -> str:
@@ -157,39 +252,73 @@ def _strip_put_files(body: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def test_gate_passes_fresh_nodes_at_once_and_waits_for_a_rolling_one(dev: ProgramRun, tmp_path: Path) -> None:
-    gate = _gates(dev)[-1]
-    lines = "node-a new\nnode-b want\nnode-c want\n"
-    script = _body(dev, gate.name, f"/var/lib/containercloud/rollout/batch-{len(_gates(dev)) - 1}.expected",
-                   lines, tmp_path)
+def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _actions(state: Path) -> list[str]:
+    return (state / "actions").read_text().splitlines() if (state / "actions").exists() else []
+
+
+def test_batch_drain_waits_for_earlier_batches_then_drains_only_what_must_roll(dev: ProgramRun,
+                                                                             tmp_path: Path) -> None:
+    gates = _gates(dev)
+    last = len(gates) - 1
+    text = inner_script(gates[-1].command["create"])
+    files = {"batch-0.drain": "node-a new\n", f"batch-{last - 1}.drain": "node-b want\nnode-c want\n",
+             f"batch-{last}.drain": "own-fresh want\nown-done want\nown-old want\n"}
+    script = _body(text, files, tmp_path)
     state, env = _fake(tmp_path)
+    # a node mid-rollout in an earlier batch; its batch steps have not finished yet
     (state / "node-b").write_text("|")           # registered, never rolled out (a fresh node): not waited for
     (state / "node-c").write_text("old|true")    # an earlier rollout, cordoned now: wait
     (state / "next").write_text("want|")         # ... until it carries this rollout and is schedulable
-    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr
+    (state / "own-done").write_text("want|")     # already at its fingerprint: left alone
+    (state / "own-old").write_text("old|")       # runs an older rollout: cordoned and drained
+    r = _run(script, env)
     assert "node-a: not registered" in r.stdout and "node-b: not registered or never rolled out" in r.stdout
     assert "node-c: done" in r.stdout
     assert (state / "log").read_text().count("sleep") == 1
-    # a fresh cluster: nothing registered, the gate returns without a single wait
-    for f in ("node-b", "node-c", "log"):
+    assert _actions(state) == ["cordon own-old", "drain own-old"]
+    assert "node own-fresh is not registered; nothing to drain" in r.stdout
+    # a fresh cluster: nothing registered, the step returns without a single wait and drains nothing
+    for f in ("node-b", "node-c", "own-done", "own-old", "log", "actions"):
         (state / f).unlink(missing_ok=True)
-    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0 and "sleep" not in (state / "log").read_text()
+    _run(script, env)
+    assert "sleep" not in (state / "log").read_text() and _actions(state) == []
 
 
-def test_drain_only_touches_registered_nodes_that_run_something_else(dev: ProgramRun, tmp_path: Path) -> None:
-    script = _body(dev, "worker-1-drain", "/var/lib/containercloud/rollout/worker-1", "want\n", tmp_path)
+def test_batch_uncordon_registers_labels_and_annotates_each_node(dev: ProgramRun, tmp_path: Path) -> None:
+    (uncordon,) = [u for u in _uncordons(dev) if "master-1" in _listed(u)]
+    k = uncordon.name.split("-batch-")[1].split("-")[0]
+    text = inner_script(uncordon.command["create"])
+    script = _body(text, {f"batch-{k}.uncordon": "master-1 want-m\n"}, tmp_path)
     state, env = _fake(tmp_path)
-    for content, drained in ((None, False), ("want|", False), ("old|", True)):
-        (state / "actions").unlink(missing_ok=True)
-        (state / "worker-1").unlink(missing_ok=True)
-        if content:
-            (state / "worker-1").write_text(content)
-        r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
-        assert r.returncode == 0, r.stderr
-        actions = (state / "actions").read_text() if (state / "actions").exists() else ""
-        assert (actions.splitlines() == ["cordon worker-1", "drain worker-1"]) == drained, (content, actions)
+    (state / "master-1").write_text("old|true")  # drained by this rollout: comes back once Ready
+    _run(script, env)
+    assert _actions(state) == ["label master-1", "uncordon master-1", "annotate master-1"]
+    assert (state / "annotated-master-1").read_text() == "want-m\n"
+    assert "label node master-1 --overwrite node-role.kubernetes.io/control-plane=" in (state / "log").read_text()
+    # a fresh node: labelled and annotated, never uncordoned
+    (state / "master-1").write_text("|")
+    (state / "actions").unlink()
+    _run(script, env)
+    assert _actions(state) == ["label master-1", "annotate master-1"]
+
+
+def test_a_removed_node_is_drained_and_deleted_only_when_no_batch_lists_it(dev: ProgramRun, tmp_path: Path) -> None:
+    text = inner_script(dev.named("worker-1-node", COMMAND).plain_inputs["delete"])
+    state, env = _fake(tmp_path)
+    (state / "worker-1").write_text("want|")
+    script = _body(text, {"batch-3.uncordon": "worker-1 want\n"}, tmp_path)
+    r = _run(script, env)  # still listed: a replaced record, the node stays
+    assert "still listed" in r.stdout and _actions(state) == []
+    (tmp_path / "rollout" / "batch-3.uncordon").write_text("worker-2 want\n")  # its batch step dropped it
+    _run(script, env)
+    assert _actions(state) == ["cordon worker-1", "drain worker-1", "delete worker-1"]
 
 
 def test_growing_the_control_plane_renews_the_apiserver_sans_and_leaves_etcd_units_alone(ha: ProgramRun) -> None:

@@ -7,6 +7,7 @@ with "unable to recognize" without one), so the documents are checked structural
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import pytest
@@ -77,8 +78,10 @@ def test_daemonset_on_rancher_nodes_with_host_network(stack: str, request: pytes
     s = run.of_type(RANCHER)[0].plain_inputs
     props = run.of_type(INGRESS)[0].plain_inputs
     assert props["hosts"] == s["hosts"] and props["hostNetwork"] is True
-    labelled = {r.name.removesuffix("-node") for r in run.of_type(COMMAND)
-                if r.name.endswith("-node") and f"{LABEL}=true" in full_script(run, r.name)}
+    # the batch steps on the drain host register their nodes: `register NODE LABEL=VALUE...`
+    labelled = {line.split()[1] for r in run.of_type(COMMAND) if re.fullmatch(r".+-batch-\d+-node", r.name)
+                for line in full_script(run, r.name).splitlines()
+                if line.startswith("register ") and f"{LABEL}=true" in line}
     assert labelled == set(s["hosts"])
 
 

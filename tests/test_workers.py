@@ -5,6 +5,7 @@ delete, parallelism (3 vs 100 workers) and the add-ons."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -137,15 +138,17 @@ def test_removing_a_worker_drains_it_from_the_first_control_plane_host(stack):
     run, s = stack
     cp = s.control_plane_hosts[0]
     for w in s.worker_hosts:
-        node = step(run, f"{w.name}-node")
+        # the node's removal record: no create (no SSH session on an up), a delete on the drain host
+        node = run.named(f"{w.name}-node", COMMAND).plain_inputs
+        node_deps = run.named(f"{w.name}-node", COMMAND).dependencies
         kubelet = step(run, f"{w.name}-kubelet")
         runtime = step(run, f"{w.name}-runtime")
-        assert node.host == cp.name and node.command["connection"]["host"] == cp.address
-        undo = node.command["delete"]
+        assert not node.get("create") and node["connection"]["host"] == cp.address
+        undo = node["delete"]
         assert undo.index("cordon") < undo.index("drain") < undo.index("delete node")
         assert "--kubeconfig=/etc/kubernetes/admin.conf" in undo
         # reverse dependency order on delete: drain, then stop kubelet/kube-proxy, then containerd
-        assert kubelet.command_urn in node.dependencies and runtime.command_urn in kubelet.dependencies
+        assert kubelet.command_urn in node_deps and runtime.command_urn in kubelet.dependencies
         assert "disable --now kubelet.service kube-proxy.service" in kubelet.command["delete"]
         assert "systemctl stop containerd.service" in runtime.command["delete"]
         assert kubelet.command["connection"]["host"] == w.address
@@ -187,7 +190,7 @@ def test_addons_flannel_and_coredns(stack):
         f"{s.registry_hostname}/system/flannel:v0.26.7", f"{s.registry_hostname}/system/flannel:v0.26.7",
         f"{s.registry_hostname}/system/coredns:v1.12.4"])
     addons = run.of_type("containercloud:k8s:ClusterAddons")[0]
-    nodes = {step(run, f"{w.name}-node").command_urn for w in s.worker_hosts}
+    nodes = {st.command_urn for st in k8s_steps(run) if re.fullmatch(r".+-batch-\d+-node", st.name)}
     assert nodes <= set(addons.dependencies)
     provider = run.of_type("pulumi:providers:kubernetes")[0]
     assert provider.input_is_secret("kubeconfig")
