@@ -146,18 +146,40 @@ def test_removing_a_team_deletes_its_robot_and_keeps_its_project_by_default(plai
 
 # --- with a directory ---------------------------------------------------------------------------------
 
-def test_directory_calls_carry_the_passwords_only_on_stdin(with_directory: ProgramRun) -> None:
-    harbor = "directory-harbor"
-    body = json.loads(stdin_files(with_directory, harbor)["/etc/containercloud/directory-harbor/ldap.json"])
-    assert body["auth_mode"] == "ldap_auth" and body["ldap_search_password"] == BIND_PASSWORD
-    assert body["ldap_url"] == "ldaps://ldap.corp.example:636" and body["ldap_verify_cert"] is True
-    put = 'PUT "$api/configurations" -d @/etc/containercloud/directory-harbor/ldap.json'
-    assert put in script(with_directory, harbor)
-    assert 'POST "$api/ldap/ping" -d @/etc/containercloud/directory-harbor/ldap.json' in script(with_directory, harbor)
-    rancher = "directory-rancher"
-    rbody = json.loads(stdin_files(with_directory, rancher)["/etc/containercloud/directory-rancher/auth.json"])
+def filled_body(run: ProgramRun, name: str, directory: str, body: str, tmp_path: Path,
+                names: tuple[str, ...]) -> dict[str, Any]:
+    """The request body as the step sends it: its stdin files on disk, fill_passwords run by bash."""
+    from components.directory import passwords_script
+    tmp_path.mkdir()
+    for path, content in stdin_files(run, name).items():
+        if path.startswith(directory + "/"):
+            (tmp_path / path.rsplit("/", 1)[1]).write_text(content)
+    (tmp_path / body).write_text(plain_file(run, name, f"{directory}/{body}"))  # not secret: in the script
+    script = passwords_script(str(tmp_path), *names)
+    out = subprocess.run(["bash", "-c", f"set -euo pipefail\n{script}fill_passwords {tmp_path / body} {tmp_path}/out"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out").stat().st_mode & 0o077 == 0
+    return dict(json.loads((tmp_path / "out").read_text()))
+
+
+def test_directory_bodies_are_plain_files_and_the_passwords_only_on_stdin(with_directory: ProgramRun,
+                                                                          tmp_path: Path) -> None:
+    harbor, hdir = "directory-harbor", "/etc/containercloud/directory-harbor"
+    settings = json.loads(plain_file(with_directory, harbor, f"{hdir}/ldap.json"))  # what the policy pack reads
+    assert settings["ldap_url"] == "ldaps://ldap.corp.example:636" and settings["ldap_verify_cert"] is True
+    assert settings["ldap_search_password"] == "<secret:bind-password>"
+    body = filled_body(with_directory, harbor, hdir, "ldap.json", tmp_path / "h", ("bind-password",))
+    assert body == {**settings, "ldap_search_password": BIND_PASSWORD}
+    assert 'PUT "$api/configurations" -d @"$body"' in script(with_directory, harbor)
+    assert 'POST "$api/ldap/ping" -d @"$body"' in script(with_directory, harbor)
+    rancher, rdir = "directory-rancher", "/etc/containercloud/directory-rancher"
+    rsettings = json.loads(plain_file(with_directory, rancher, f"{rdir}/auth.json"))
+    assert rsettings["ldapConfig"]["tls"] is True and rsettings["ldapConfig"]["starttls"] is False
+    assert rsettings["ldapConfig"]["port"] == 636 and "BEGIN CERTIFICATE" in rsettings["ldapConfig"]["certificate"]
+    rbody = filled_body(with_directory, rancher, rdir, "auth.json", tmp_path / "r",
+                        ("bind-password", "admin-password"))
     assert rbody["ldapConfig"]["serviceAccountPassword"] == BIND_PASSWORD and rbody["password"] == ADMIN_PASSWORD
-    assert rbody["ldapConfig"]["tls"] is True and rbody["ldapConfig"]["port"] == 636
     assert "/v3/openLdapConfigs/openldap?action=testAndApply" in script(with_directory, rancher)
     for name in (harbor, rancher):
         assert with_directory.named(name, COMMAND).input_is_secret("stdin")
@@ -168,10 +190,25 @@ def test_directory_calls_carry_the_passwords_only_on_stdin(with_directory: Progr
         if BIND_PASSWORD in json.dumps(reg.plain_inputs):
             holders.add((reg.type, reg.name))
     assert holders == {(STEP, harbor), (STEP, rancher)}  # the commands carry them base64 on stdin
-    for name in (harbor, rancher):
+    for name, names in ((harbor, {"bind-password"}), (rancher, {"bind-password", "admin-password"})):
         files = with_directory.named(name, STEP).inputs["files"]
-        body = next(f for f in files if f["path"].endswith(".json"))
-        assert body["secret"] and body["mode"] == "0600" and isinstance(body["content"], dict)
+        secret = {f["path"].rsplit("/", 1)[1][:-5] for f in files if f["secret"]}
+        assert names <= secret and all(isinstance(f["content"], dict) and f["mode"] == "0600"
+                                       for f in files if f["secret"])
+        assert not any(BIND_PASSWORD in f["content"] for f in files if not f["secret"])
+
+
+def test_passwords_with_json_and_shell_specials_are_filled_verbatim(tmp_path: Path) -> None:
+    from components.directory import passwords_script
+    tricky = 'a&b\\c"d$e`f\'g*h'
+    (tmp_path / "bind-password.json").write_text(json.dumps(tricky) + "\n")
+    (tmp_path / "admin-password.json").write_text(json.dumps("&") + "\n")
+    (tmp_path / "body.json").write_text(json.dumps({"p": "<secret:bind-password>", "q": "<secret:admin-password>"}))
+    script = passwords_script(str(tmp_path), "bind-password", "admin-password")
+    out = subprocess.run(["bash", "-c", f"set -euo pipefail\n{script}fill_passwords {tmp_path}/body.json {tmp_path}/o"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "o").read_text()) == {"p": tricky, "q": "&"}
 
 
 def test_active_directory_uses_its_own_provider() -> None:
@@ -179,7 +216,7 @@ def test_active_directory_uses_its_own_provider() -> None:
                                         "directoryBindPassword": BIND_PASSWORD,
                                         "directoryAdminPassword": ADMIN_PASSWORD}, program=PROGRAM)
     assert run.error is None, run.error
-    rbody = json.loads(stdin_files(run, "directory-rancher")["/etc/containercloud/directory-rancher/auth.json"])
+    rbody = json.loads(plain_file(run, "directory-rancher", "/etc/containercloud/directory-rancher/auth.json"))
     assert rbody["activeDirectoryConfig"]["serviceAccountUsername"].startswith("cn=harbor")
     assert rbody["enabled"] is True
     assert "/v3/activeDirectoryConfigs/activedirectory?action=testAndApply" in script(run, "directory-rancher")
