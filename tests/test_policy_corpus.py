@@ -628,6 +628,7 @@ def test_at_preview_the_stacks_stay_clean_and_the_pack_still_runs(analyzer: Poli
 PREVIEW_CAUGHT = [v for v in CORPUS if v.id in {
     "apiserver-anonymous-auth", "etcd-no-client-cert-auth", "scheduler-config-profiling", "kubelet-config-anonymous",
     "ruleset-extra-accept-any-source", "hosts-toml-plain-http", "dockerd-on-tcp", "host-key-world-readable",
+    "robot-with-push", "robot-body-made-on-host",
 }]
 
 
