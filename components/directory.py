@@ -11,8 +11,11 @@ import, `POST /v3/openLdapConfigs/openldap?action=testAndApply` (`OpenLdapTestAn
 `ldapConfig`, `username`, `password`) or `POST /v3/activeDirectoryConfigs/activedirectory?action=testAndApply`
 (`ActiveDirectoryTestAndApplyInput`: `activeDirectoryConfig`, `username`, `password`, `enabled`).
 
-Both request bodies hold passwords: they are rendered here as Pulumi secrets and reach the hosts only as
-0600 files over stdin (`curl -d @file`); nothing secret is on a command line.
+Both request bodies hold passwords. The bodies reach the hosts as non-secret files with a placeholder
+`"<secret:NAME>"` where a password goes (so the policy pack reads ldap_url, ldap_verify_cert and Rancher's
+tls / starttls / certificate from what the host receives); each password is its own Pulumi-secret 0600 file
+(`NAME.json`, a JSON string) over stdin. The step fills the placeholders into a 0600 temporary body with
+bash builtins and sends it with `curl -d @file`; nothing secret is on a command line.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from components.templating import render
 
 HARBOR_API_DIR = "/etc/containercloud/directory-harbor"
 RANCHER_API_DIR = "/etc/containercloud/directory-rancher"
+BIND_PASSWORD = "bind-password"
+ADMIN_PASSWORD = "admin-password"
 SUBTREE = 2  # Harbor ldap_scope / ldap_group_search_scope: 0 base, 1 one level, 2 subtree
 # directory.type -> (Rancher collection, provider id, body key, principal scope prefix)
 RANCHER_PROVIDERS = {
@@ -90,6 +95,20 @@ def rancher_settings(d: Directory, bind_password: str, admin_password: str) -> d
     return body
 
 
+def placeholder(name: str) -> str:
+    """What stands for the password file `name`.json in a request body (passwords.sh.j2 fills it in)."""
+    return f"<secret:{name}>"
+
+
+def password_file(directory: str, name: str, password: pulumi.Input[str]) -> HostFile:
+    content = pulumi.Output.from_input(password).apply(lambda p: json.dumps(p) + "\n")
+    return HostFile(f"{directory}/{name}.json", pulumi.Output.secret(content), "0600", secret=True)
+
+
+def passwords_script(directory: str, *names: str) -> str:
+    return render("directory/passwords.sh.j2", secrets_dir=directory, names=names)
+
+
 def redacted(value: dict[str, Any]) -> dict[str, Any]:
     """A body with every password replaced by "[secret]" (what the component's props show)."""
     out: dict[str, Any] = {}
@@ -142,10 +161,10 @@ class DirectoryAuth(pulumi.ComponentResource):
         s = a.settings
         host = s.registry_hosts[0]
         body_path = f"{HARBOR_API_DIR}/ldap.json"
-        body = pulumi.Output.from_input(a.bind_password).apply(
-            lambda p: json.dumps(harbor_settings(s.directory, p)) + "\n")
-        files = [*a.harbor_api_files, HostFile(body_path, pulumi.Output.secret(body), "0600", secret=True)]
-        api = api_script(s, HARBOR_API_DIR)
+        body = json.dumps(harbor_settings(s.directory, placeholder(BIND_PASSWORD))) + "\n"
+        files = [*a.harbor_api_files, HostFile(body_path, body, "0600"),
+                 password_file(HARBOR_API_DIR, BIND_PASSWORD, a.bind_password)]
+        api = api_script(s, HARBOR_API_DIR) + passwords_script(HARBOR_API_DIR, BIND_PASSWORD)
         return HostStep(
             f"{name}-harbor",
             HostStepArgs(host=host.name, connection=host_connection(s, host, a.ssh_private_key),
@@ -160,15 +179,17 @@ class DirectoryAuth(pulumi.ComponentResource):
         host = s.host(a.rancher_host)
         collection, provider, _, _ = RANCHER_PROVIDERS[s.directory.type]
         body_path = f"{RANCHER_API_DIR}/auth.json"
-        body = pulumi.Output.all(a.bind_password, a.admin_password).apply(
-            lambda v: json.dumps(rancher_settings(s.directory, v[0], v[1])) + "\n")
-        files = [*a.rancher_api_files, HostFile(body_path, pulumi.Output.secret(body), "0600", secret=True)]
+        body = json.dumps(rancher_settings(s.directory, placeholder(BIND_PASSWORD), placeholder(ADMIN_PASSWORD))) + "\n"
+        files = [*a.rancher_api_files, HostFile(body_path, body, "0600"),
+                 password_file(RANCHER_API_DIR, BIND_PASSWORD, a.bind_password),
+                 password_file(RANCHER_API_DIR, ADMIN_PASSWORD, a.admin_password)]
         values = dict(collection=collection, provider=provider, body_path=body_path, admin_user=s.directory.admin_user,
                       api_dir=RANCHER_API_DIR)
         return HostStep(
             f"{name}-rancher",
             HostStepArgs(host=host.name, connection=host_connection(s, host, a.ssh_private_key),
-                         script=a.rancher_api + render("directory/rancher.sh.j2", **values),
+                         script=(a.rancher_api + passwords_script(RANCHER_API_DIR, BIND_PASSWORD, ADMIN_PASSWORD)
+                                 + render("directory/rancher.sh.j2", **values)),
                          delete_script=render("directory/rancher-undo.sh.j2", **values),
                          files=files, use_sudo=needs_sudo(s, host)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(a.rancher_ready)))

@@ -6,7 +6,11 @@ as its developer (`member_group` with `group_type` 1 and `ldap_group_dn`, role_i
 level `project` whose one permission is `kind: project, namespace: <team>` with the one access
 `repository: pull` (Harbor v2.13 swagger `RobotCreate`, `RobotPermission`, `Access`). Its secret is a
 pulumi-random password set with `PATCH /robots/{id}` (`RobotSec`), so Pulumi holds it as a secret and
-no API answer has to be read back. The credential becomes a `kubernetes.io/dockerconfigjson` Secret
+no API answer has to be read back. A re-run keeps a robot whose permissions (GET /robots/{id}) are exactly
+these and PATCHes its secret only when the step's stamp (robot id + the secret file's sha256) differs, so
+the pull Secrets stay valid; a robot with other permissions is deleted and created again. The robot body
+reaches the host as a non-secret file (`robot.json`, read by the policy pack); only the secret is secret.
+The credential becomes a `kubernetes.io/dockerconfigjson` Secret
 (`harbor-pull`) in each of the team's namespaces.
 
 Removing the team deletes the robot account (the step's undo) and the Secrets (Pulumi); the project
@@ -51,6 +55,14 @@ def robot_permissions(team: str) -> list[dict[str, Any]]:
 def robot_body(team: str) -> dict[str, Any]:
     return {"name": ROBOT, "description": f"container-cloud: pulls of team {team}", "level": "project",
             "duration": -1, "disable": False, "permissions": robot_permissions(team)}
+
+
+def permission_signature(team: str) -> str:
+    """The robot's permissions as the team script reads them from GET /robots/{id}: every `kind`, `namespace`,
+    `resource` and `action` pair, sorted (one permission with one access: one of each)."""
+    pairs = [f'"{k}":"{v}"' for p in robot_permissions(team) for k, v in p.items() if k != "access"]
+    pairs += [f'"{k}":"{v}"' for p in robot_permissions(team) for a in p["access"] for k, v in a.items()]
+    return " ".join(sorted(pairs))
 
 
 def dockerconfigjson(registry: str, username: str, password: str) -> str:
@@ -118,11 +130,13 @@ class TeamRegistry(pulumi.ComponentResource):
         host = s.registry_hosts[0]
         team = a.team.name
         secret_path = f"{a.api_dir}/robot-secret.json"
+        robot_path = f"{a.api_dir}/robot.json"  # not secret: what the policy pack reads
         files = [*a.api_files,
+                 HostFile(robot_path, json.dumps(robot_body(team), separators=(",", ":")) + "\n", "0600"),
                  HostFile(secret_path, self.robot_secret.apply(lambda p: json.dumps({"secret": p}) + "\n"),
                           "0600", secret=True)]
-        values = dict(team=team, robot_name=robot_name(team), group_dn=a.group_dn,
-                      robot_body=json.dumps(robot_body(team), separators=(",", ":")), secret_path=secret_path,
+        values = dict(team=team, robot_name=robot_name(team), group_dn=a.group_dn, robot_path=robot_path,
+                      permission_signature=permission_signature(team), secret_path=secret_path,
                       keep=s.registry_keep_team_projects, curlrc=f"{a.api_dir}/admin.curlrc", api_dir=a.api_dir)
         api = api_script(s, a.api_dir)
         return HostStep(

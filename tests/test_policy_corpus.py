@@ -10,6 +10,7 @@ variant is a copy of one registration sent to the same analyzer process.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -208,20 +209,34 @@ PLATFORM = {"headlamp": True, "directory": platform_directory(), "directoryBindP
                        "directoryGroup": "cn=payments,ou=groups,dc=corp,dc=example"}]}
 
 
+@functools.cache
+def platform_run() -> ProgramRun:
+    """The dev stack with a directory and Headlamp on (run once; every edit deep-copies what it changes)."""
+    run = run_program("dev", PLATFORM)
+    assert run.error is None, run.error
+    return run
+
+
 def platform_edit(typ: str, name: str, change: Callable[[dict[str, Any]], None]) -> Edit:
     """A resource of the dev stack with a directory and Headlamp on, changed."""
     def build(runs: Runs) -> list[Registration]:
-        run = run_program("dev", PLATFORM)
-        assert run.error is None, run.error
-        reg = copy.deepcopy(_find(run, typ, name))
+        reg = copy.deepcopy(_find(platform_run(), typ, name))
         change(reg.inputs)
         return [reg]
     return build
 
 
-def ldap_without_tls(inputs: dict[str, Any]) -> None:
-    inputs["url"] = "ldap://ldap.corp.example"
-    inputs["harbor"]["ldap_url"] = "ldap://ldap.corp.example:389"
+def platform_step_edit(edit: Callable[..., Edit], step: str, *args: Any, **fields: Any) -> Edit:
+    """file_edit / script_edit / file_meta of a HostStep of the directory + Headlamp stack."""
+    inner = edit("platform", step, *args, **fields)
+    return lambda runs: inner({**runs, "platform": platform_run()})
+
+
+HARBOR_LDAP = "/etc/containercloud/directory-harbor/ldap.json"
+RANCHER_AUTH = "/etc/containercloud/directory-rancher/auth.json"
+ROBOT_JSON = "/etc/containercloud/registry-teams/{}/robot.json"
+PUSH_BODY = ('{"name":"pull","level":"project","permissions":[{"kind":"project","namespace":"payments",'
+             '"access":[{"resource":"repository","action":"push"}]}]}')
 
 CORPUS: list[Variant] = [
     # --- kube-apiserver unit (CIS 1.2) ---------------------------------------------------------------------------
@@ -494,20 +509,49 @@ CORPUS: list[Variant] = [
       ruleset_edit("dev", "master-1", add_accept("ip saddr 0.0.0.0/0 tcp dport 10250 accept")),
       "cluster-ports-never-public", "10250", also={"zone-matrix", "host-firewall-ruleset", "no-any-source-inside"}),
     # --- teams platform (issue 17) -------------------------------------------------------------------------------
-    V("robot-with-push", script_edit("dev", "payments-registry-harbor", sub('"action":"pull"', '"action":"push"')),
+    V("robot-with-push", file_edit("dev", "payments-registry-harbor", ROBOT_JSON.format("payments"),
+                                   sub('"action":"pull"', '"action":"push"')),
       "robot-pull-only", "repository:push on project payments"),
     V("robot-system-level",
-      script_edit("ha", "analytics-registry-harbor", sub('"level":"project"', '"level":"system"')),
+      file_edit("ha", "analytics-registry-harbor", ROBOT_JSON.format("analytics"),
+                sub('"level":"project"', '"level":"system"')),
       "robot-pull-only", "level 'system'"),
     V("robot-second-project",
-      script_edit("dev", "analytics-registry-harbor",
-                  sub(re.escape('"permissions":['), '"permissions":[{"kind":"project","namespace":"payments","access":'
-                                          '[{"resource":"repository","action":"pull"}]},')),
+      file_edit("dev", "analytics-registry-harbor", ROBOT_JSON.format("analytics"),
+                sub(re.escape('"permissions":['), '"permissions":[{"kind":"project","namespace":"payments","access":'
+                                                  '[{"resource":"repository","action":"pull"}]},')),
       "robot-pull-only", "2 permissions"),
-    V("ldap-without-tls", platform_edit(DIRECTORY_AUTH, "directory", ldap_without_tls),
-      "directory-tls", "not ldaps:// (LDAP without TLS)"),
-    V("ldap-no-verify", platform_edit(DIRECTORY_AUTH, "directory", put("harbor", "ldap_verify_cert", value=False)),
+    V("robot-body-inline-in-script",
+      script_edit("dev", "payments-registry-harbor", sub(r"-d @\S*/robot\.json", f"-d '{PUSH_BODY}'")),
+      "robot-pull-only", "repository:push on project payments"),
+    V("robot-body-secret", file_meta("dev", "payments-registry-harbor", ROBOT_JSON.format("payments"), secret=True),
+      "robot-pull-only", "is secret, so what it asks for cannot be read"),
+    V("robot-body-made-on-host",
+      script_edit("dev", "payments-registry-harbor", sub(r"-d @\S*/robot\.json", '-d @"$robot_body"')),
+      "robot-pull-only", "made on the host from nothing the step shows"),
+    V("ldap-without-tls", platform_step_edit(file_edit, "directory-harbor", HARBOR_LDAP,
+                                             sub('"ldaps://([^":]*):636"', r'"ldap://\1:389"')),
+      "directory-tls", "is not ldaps:// (LDAP without TLS)"),
+    V("ldap-no-verify", platform_step_edit(file_edit, "directory-harbor", HARBOR_LDAP,
+                                           sub('"ldap_verify_cert": true', '"ldap_verify_cert": false')),
       "directory-tls", "ldap_verify_cert is not true"),
+    V("ldap-body-secret", platform_step_edit(file_meta, "directory-harbor", HARBOR_LDAP, secret=True),
+      "directory-tls", "Harbor's configurations are written but its body"),
+    V("ldap-put-of-another-file",
+      platform_step_edit(script_edit, "directory-harbor",
+                         sub(r'-X PUT "\$api/configurations" -d @"\$body"',
+                             '-X PUT "$api/configurations" -d @' + HARBOR_LDAP.replace("ldap", "bind-password"))),
+      "directory-tls", "bind-password.json is secret"),
+    V("rancher-starttls", platform_step_edit(file_edit, "directory-rancher", RANCHER_AUTH,
+                                             sub('"starttls": false', '"starttls": true')),
+      "directory-tls", "Rancher ldapConfig: tls must be true"),
+    V("rancher-no-certificate", platform_step_edit(file_edit, "directory-rancher", RANCHER_AUTH,
+                                                   sub('"certificate": "[^"]*"', '"certificate": ""')),
+      "directory-tls", "no certificate to verify the directory with"),
+    V("rancher-body-inline", platform_step_edit(script_edit, "directory-rancher",
+                                                sub(r'-d @"\$work/body\.json"',
+                                                    """-d '{"ldapConfig":{"tls":false,"servers":["x"]}}'""")),
+      "directory-tls", "tls must be true"),
     V("headlamp-nodeport",
       platform_edit(SVC, "headlamp-service-headlamp-headlamp", put("spec", "type", value="NodePort")),
       "headlamp-not-exposed", "exposes Headlamp as NodePort"),
@@ -584,6 +628,7 @@ def test_at_preview_the_stacks_stay_clean_and_the_pack_still_runs(analyzer: Poli
 PREVIEW_CAUGHT = [v for v in CORPUS if v.id in {
     "apiserver-anonymous-auth", "etcd-no-client-cert-auth", "scheduler-config-profiling", "kubelet-config-anonymous",
     "ruleset-extra-accept-any-source", "hosts-toml-plain-http", "dockerd-on-tcp", "host-key-world-readable",
+    "robot-with-push", "robot-body-made-on-host",
 }]
 
 

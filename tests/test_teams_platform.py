@@ -86,6 +86,13 @@ def stdin_files(run: ProgramRun, name: str) -> dict[str, str]:
     return out
 
 
+def plain_file(run: ProgramRun, name: str, path: str) -> str:
+    """A non-secret file of a HostStep, as the policy pack receives it."""
+    entry = next(f for f in run.named(name, STEP).inputs["files"] if f["path"] == path)
+    assert entry["secret"] is False and isinstance(entry["content"], str)
+    return str(entry["content"])
+
+
 def _everything_but_stdin(run: ProgramRun, name: str) -> str:
     inputs = dict(run.named(name, COMMAND).plain_inputs)
     inputs.pop("stdin")
@@ -106,7 +113,9 @@ def test_teams_get_projects_robots_and_pull_secrets_without_directory(plain: Pro
         assert props.get("memberGroup") is None
         body = script(plain, f"{t.name}-registry-harbor")
         assert "member_group" not in body and "ldap" not in body
-        robot_call = json.loads(body.split('"$api/robots" -d ', 1)[1].split("\n", 1)[0].strip("')"))
+        assert f'-X POST "$api/robots" -d @/etc/containercloud/registry-teams/{t.name}/robot.json' in body
+        robot_call = json.loads(plain_file(plain, f"{t.name}-registry-harbor",
+                                           f"/etc/containercloud/registry-teams/{t.name}/robot.json"))
         assert robot_call["level"] == "project" and robot_call["permissions"] == props["robot"]["permissions"]
         for ns in t.namespaces:
             secret = plain.named(f"{t.name}-{ns}-harbor-pull", SECRET)
@@ -137,18 +146,40 @@ def test_removing_a_team_deletes_its_robot_and_keeps_its_project_by_default(plai
 
 # --- with a directory ---------------------------------------------------------------------------------
 
-def test_directory_calls_carry_the_passwords_only_on_stdin(with_directory: ProgramRun) -> None:
-    harbor = "directory-harbor"
-    body = json.loads(stdin_files(with_directory, harbor)["/etc/containercloud/directory-harbor/ldap.json"])
-    assert body["auth_mode"] == "ldap_auth" and body["ldap_search_password"] == BIND_PASSWORD
-    assert body["ldap_url"] == "ldaps://ldap.corp.example:636" and body["ldap_verify_cert"] is True
-    put = 'PUT "$api/configurations" -d @/etc/containercloud/directory-harbor/ldap.json'
-    assert put in script(with_directory, harbor)
-    assert 'POST "$api/ldap/ping" -d @/etc/containercloud/directory-harbor/ldap.json' in script(with_directory, harbor)
-    rancher = "directory-rancher"
-    rbody = json.loads(stdin_files(with_directory, rancher)["/etc/containercloud/directory-rancher/auth.json"])
+def filled_body(run: ProgramRun, name: str, directory: str, body: str, tmp_path: Path,
+                names: tuple[str, ...]) -> dict[str, Any]:
+    """The request body as the step sends it: its stdin files on disk, fill_passwords run by bash."""
+    from components.directory import passwords_script
+    tmp_path.mkdir()
+    for path, content in stdin_files(run, name).items():
+        if path.startswith(directory + "/"):
+            (tmp_path / path.rsplit("/", 1)[1]).write_text(content)
+    (tmp_path / body).write_text(plain_file(run, name, f"{directory}/{body}"))  # not secret: in the script
+    script = passwords_script(str(tmp_path), *names)
+    out = subprocess.run(["bash", "-c", f"set -euo pipefail\n{script}fill_passwords {tmp_path / body} {tmp_path}/out"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out").stat().st_mode & 0o077 == 0
+    return dict(json.loads((tmp_path / "out").read_text()))
+
+
+def test_directory_bodies_are_plain_files_and_the_passwords_only_on_stdin(with_directory: ProgramRun,
+                                                                          tmp_path: Path) -> None:
+    harbor, hdir = "directory-harbor", "/etc/containercloud/directory-harbor"
+    settings = json.loads(plain_file(with_directory, harbor, f"{hdir}/ldap.json"))  # what the policy pack reads
+    assert settings["ldap_url"] == "ldaps://ldap.corp.example:636" and settings["ldap_verify_cert"] is True
+    assert settings["ldap_search_password"] == "<secret:bind-password>"
+    body = filled_body(with_directory, harbor, hdir, "ldap.json", tmp_path / "h", ("bind-password",))
+    assert body == {**settings, "ldap_search_password": BIND_PASSWORD}
+    assert 'PUT "$api/configurations" -d @"$body"' in script(with_directory, harbor)
+    assert 'POST "$api/ldap/ping" -d @"$body"' in script(with_directory, harbor)
+    rancher, rdir = "directory-rancher", "/etc/containercloud/directory-rancher"
+    rsettings = json.loads(plain_file(with_directory, rancher, f"{rdir}/auth.json"))
+    assert rsettings["ldapConfig"]["tls"] is True and rsettings["ldapConfig"]["starttls"] is False
+    assert rsettings["ldapConfig"]["port"] == 636 and "BEGIN CERTIFICATE" in rsettings["ldapConfig"]["certificate"]
+    rbody = filled_body(with_directory, rancher, rdir, "auth.json", tmp_path / "r",
+                        ("bind-password", "admin-password"))
     assert rbody["ldapConfig"]["serviceAccountPassword"] == BIND_PASSWORD and rbody["password"] == ADMIN_PASSWORD
-    assert rbody["ldapConfig"]["tls"] is True and rbody["ldapConfig"]["port"] == 636
     assert "/v3/openLdapConfigs/openldap?action=testAndApply" in script(with_directory, rancher)
     for name in (harbor, rancher):
         assert with_directory.named(name, COMMAND).input_is_secret("stdin")
@@ -159,10 +190,25 @@ def test_directory_calls_carry_the_passwords_only_on_stdin(with_directory: Progr
         if BIND_PASSWORD in json.dumps(reg.plain_inputs):
             holders.add((reg.type, reg.name))
     assert holders == {(STEP, harbor), (STEP, rancher)}  # the commands carry them base64 on stdin
-    for name in (harbor, rancher):
+    for name, names in ((harbor, {"bind-password"}), (rancher, {"bind-password", "admin-password"})):
         files = with_directory.named(name, STEP).inputs["files"]
-        body = next(f for f in files if f["path"].endswith(".json"))
-        assert body["secret"] and body["mode"] == "0600" and isinstance(body["content"], dict)
+        secret = {f["path"].rsplit("/", 1)[1][:-5] for f in files if f["secret"]}
+        assert names <= secret and all(isinstance(f["content"], dict) and f["mode"] == "0600"
+                                       for f in files if f["secret"])
+        assert not any(BIND_PASSWORD in f["content"] for f in files if not f["secret"])
+
+
+def test_passwords_with_json_and_shell_specials_are_filled_verbatim(tmp_path: Path) -> None:
+    from components.directory import passwords_script
+    tricky = 'a&b\\c"d$e`f\'g*h'
+    (tmp_path / "bind-password.json").write_text(json.dumps(tricky) + "\n")
+    (tmp_path / "admin-password.json").write_text(json.dumps("&") + "\n")
+    (tmp_path / "body.json").write_text(json.dumps({"p": "<secret:bind-password>", "q": "<secret:admin-password>"}))
+    script = passwords_script(str(tmp_path), "bind-password", "admin-password")
+    out = subprocess.run(["bash", "-c", f"set -euo pipefail\n{script}fill_passwords {tmp_path}/body.json {tmp_path}/o"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "o").read_text()) == {"p": tricky, "q": "&"}
 
 
 def test_active_directory_uses_its_own_provider() -> None:
@@ -170,7 +216,7 @@ def test_active_directory_uses_its_own_provider() -> None:
                                         "directoryBindPassword": BIND_PASSWORD,
                                         "directoryAdminPassword": ADMIN_PASSWORD}, program=PROGRAM)
     assert run.error is None, run.error
-    rbody = json.loads(stdin_files(run, "directory-rancher")["/etc/containercloud/directory-rancher/auth.json"])
+    rbody = json.loads(plain_file(run, "directory-rancher", "/etc/containercloud/directory-rancher/auth.json"))
     assert rbody["activeDirectoryConfig"]["serviceAccountUsername"].startswith("cn=harbor")
     assert rbody["enabled"] is True
     assert "/v3/activeDirectoryConfigs/activedirectory?action=testAndApply" in script(run, "directory-rancher")
@@ -241,12 +287,19 @@ harbor_api() {
   case "$*" in
     *"-X POST $api/projects "*) printf '%s' "${PROJECT_CODE:-201}" ;;
     *"-X PUT -H X-Is-Resource-Name: true $api/projects/payments "*) printf 200 ;;
-    *"-X POST $api/robots "*) printf 201; touch "$STATE/robot" ;;
+    *"-X POST $api/robots "*) printf 201; cp "$ROBOT_BODY" "$STATE/robot" ;;
     *"-X DELETE $api/robots/"*) rm -f "$STATE/robot" ;;
     *"-X PATCH $api/robots/"*) printf 200 ;;
     *"$api/robots?q="*) if [[ -f $STATE/robot ]]; then
         printf '[{"id":7,"level":"project","name":"robot$payments+pull","permissions":[{"access":[]}]}]'
       else printf '[]'; fi ;;
+    *"$api/robots/7") [[ -f $STATE/robot ]] || return 22
+      # GET /robots/{id}: a Robot as Harbor answers it (no secret; access with an effect)
+      printf '{"creation_time":"2026-11-24T10:00:00.000Z","description":"x","disable":false,"duration":-1,'
+      printf '"editable":true,"expires_at":-1,"id":7,"level":"project","name":"robot$payments+pull",'
+      printf '"permissions":%s,"update_time":"2026-11-24T10:00:00.000Z"}' \
+        "$(grep -o '"permissions":.*\]' "$STATE/robot" | cut -d : -f 2- \
+           | sed 's/"action":"\([a-z]*\)"/"action":"\1","effect":""/g')" ;;
     *"$api/projects/payments") printf '{"name":"payments","project_id":3}' ;;
     *) echo "unexpected call: $*" >&2; return 1 ;;
   esac
@@ -255,31 +308,65 @@ harbor_api() {
 
 
 def _team_script(tmp_path: Path, state: Path, project_code: str = "201") -> subprocess.CompletedProcess[str]:
-    from components.team_registry import robot_body, robot_name
+    from components.team_registry import permission_signature, robot_body, robot_name
     from components.templating import render
+    robot_path, secret_path = tmp_path / "robot.json", tmp_path / "robot-secret.json"
+    robot_path.write_text(json.dumps(robot_body("payments"), separators=(",", ":")) + "\n")
+    if not secret_path.exists():
+        secret_path.write_text('{"secret":"Secret-1"}\n')
     body = render("team_registry/team.sh.j2", team="payments", robot_name=robot_name("payments"), group_dn="",
-                  robot_body=json.dumps(robot_body("payments"), separators=(",", ":")),
-                  secret_path="/tmp/secret.json", keep=True, curlrc="", api_dir="")
+                  robot_path=str(robot_path), permission_signature=permission_signature("payments"),
+                  secret_path=str(secret_path), keep=True, curlrc="", api_dir=str(state))
     env = {"PATH": "/usr/bin:/bin", "LOG": str(tmp_path / "calls.log"), "STATE": str(state),
-           "PROJECT_CODE": project_code}
+           "PROJECT_CODE": project_code, "ROBOT_BODY": str(robot_path)}
     return subprocess.run(["bash", "-c", "set -euo pipefail\n" + FAKE_HARBOR + body], capture_output=True, text=True,
                           env=env, timeout=30)
 
 
-def test_team_script_creates_then_replaces_the_robot_and_sets_its_secret(tmp_path: Path) -> None:
+def _calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls.log"
+    calls = log.read_text().splitlines()
+    log.unlink()
+    return calls
+
+
+def _writes(calls: list[str]) -> list[str]:
+    return [c for c in calls if any(f"-X {verb} https://harbor.test/api/v2.0/robots" in c
+                                    for verb in ("POST", "DELETE", "PATCH"))]
+
+
+def test_team_script_keeps_a_robot_with_our_permissions_and_recreates_a_drifted_one(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     first = _team_script(tmp_path, state)
     assert first.returncode == 0, first.stderr
-    calls = (tmp_path / "calls.log").read_text().splitlines()
-    assert not any("DELETE" in c for c in calls)  # no robot yet: created
-    assert any("-X PATCH https://harbor.test/api/v2.0/robots/7 -d @/tmp/secret.json" in c for c in calls)
-    (tmp_path / "calls.log").unlink()
-    second = _team_script(tmp_path, state)  # the robot exists: replaced, so its permissions are exactly ours
+    assert [c.split(" -X ")[1] for c in _writes(_calls(tmp_path))] == [  # no robot yet: created, its secret set
+        f"POST https://harbor.test/api/v2.0/robots -d @{tmp_path}/robot.json",
+        f"PATCH https://harbor.test/api/v2.0/robots/7 -d @{tmp_path}/robot-secret.json"]
+    second = _team_script(tmp_path, state)  # the robot exists with exactly pull on payments: nothing written
     assert second.returncode == 0, second.stderr
-    calls = (tmp_path / "calls.log").read_text().splitlines()
-    assert [c for c in calls if "DELETE" in c] == ["-f -X DELETE https://harbor.test/api/v2.0/robots/7"]
+    assert _writes(_calls(tmp_path)) == []
     assert "robot robot$payments+pull can pull from payments" in second.stdout
+    (tmp_path / "robot-secret.json").write_text('{"secret":"Secret-2"}\n')  # a new secret: only PATCHed
+    third = _team_script(tmp_path, state)
+    assert third.returncode == 0, third.stderr
+    assert [c.split(" -X ")[1] for c in _writes(_calls(tmp_path))] == [
+        f"PATCH https://harbor.test/api/v2.0/robots/7 -d @{tmp_path}/robot-secret.json"]
+    robot = state / "robot"  # someone gave the robot push as well: deleted and created with pull only
+    robot.write_text(robot.read_text().replace('{"resource":"repository","action":"pull"}',
+                                               '{"resource":"repository","action":"pull"},'
+                                               '{"resource":"repository","action":"push"}'))
+    fourth = _team_script(tmp_path, state)
+    assert fourth.returncode == 0, fourth.stderr
+    assert [c.split(" -X ")[1].split(" ")[0] for c in _writes(_calls(tmp_path))] == ["DELETE", "POST", "PATCH"]
+    assert "its permissions differ from pull on payments: replaced" in fourth.stdout
+    assert '"action":"push"' not in robot.read_text()
+    assert _writes(_calls_after(_team_script(tmp_path, state), tmp_path)) == []  # and then it is kept again
+
+
+def _calls_after(run: subprocess.CompletedProcess[str], tmp_path: Path) -> list[str]:
+    assert run.returncode == 0, run.stderr
+    return _calls(tmp_path)
 
 
 def test_team_script_stops_when_harbor_refuses_the_project(tmp_path: Path) -> None:
