@@ -20,16 +20,9 @@ from typing import Optional
 import pulumi
 import pulumi_command as command
 
-from components.config import PROJECT, Host, Settings
+from components.config import Host, Settings
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.templating import render
-
-
-def check_settings(s: Settings) -> list[str]:
-    if not 1 <= s.max_unavailable_workers <= 100:
-        return [f"{PROJECT}:maxUnavailableWorkers: {s.max_unavailable_workers} is not a percentage between 1 "
-                "and 100"]
-    return []
 
 
 def batch_count(percent: int) -> int:

@@ -47,7 +47,10 @@ def local_transport(argv: list[str], stdin: Optional[bytes], timeout: float) -> 
 NOT_RUNNABLE: tuple[tuple[str, str], ...] = (
     ("type:kubernetes:*", "needs a real Kubernetes API server (no kube-apiserver binary can be installed here)"),
     ("type:pulumi:providers:kubernetes", "a Kubernetes provider needs a real API server"),
-    ("*-node", "registers the node with a real API server (labels, taints)"),
+    ("*-batch-*-node", "labels its batch's nodes, waits until they are Ready and uncordons them through a real "
+                       "API server"),
+    ("*-node", "a node's removal record: no create; its delete drains and deletes the Node through a real API "
+               "server"),
     ("*-harbor", "Harbor's install.sh needs Harbor's images and docker compose on a real docker"),
     ("*-harbor-projects", "calls Harbor's API, which needs a running Harbor"),
     ("*-harbor-images", "pushes the image mirror into a running Harbor"),
@@ -58,14 +61,13 @@ NOT_RUNNABLE: tuple[tuple[str, str], ...] = (
 
 
 # Steps that need a real API server too, but whose script does nothing on a cluster with no registered
-# node (every node step above is NOT RUN here, so no node ever registers in the lab): the rollout gates
-# and drains (components/rolling.py, templates/node/gate.sh.j2, cordon_drain.sh.j2) skip a node that is
-# not registered. They are reported NOT RUN, and their dependents go on as they would on a first `up`.
+# node (no kubelet runs in the lab, so no node ever registers): a batch's gate and drain
+# (components/rolling.py, templates/node/gate.sh.j2, cordon_drain.sh.j2) skip a node that is not
+# registered. They are reported NOT RUN, and their dependents go on as they would on a first `up`.
 PASS_THROUGH: tuple[tuple[str, str], ...] = (
-    ("*-rollout-batch-*", "a rollout gate asks a real API server for the previous batch's nodes; with no node "
-                          "registered it returns at once, so its dependents go on"),
-    ("*-drain", "cordon/drain needs a real API server; a node that is not registered is left alone, so its "
-                "runtime and kubelet steps go on"),
+    ("*-rollout-batch-*", "a batch's gate and drain ask a real API server for the earlier batches' nodes and "
+                          "cordon/drain its own; with no node registered they return at once, so the batch's "
+                          "runtime and kubelet steps go on"),
 )
 
 
