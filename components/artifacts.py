@@ -298,8 +298,8 @@ def rancher_images(s: Settings) -> list[Image]:
 # --- ingress-nginx (rancherMode helm: components/ingress.py) ------------------------------------------
 # The controller only, no admission webhook (so no kube-webhook-certgen image). Pushed to Harbor project
 # `system` as `ingress-nginx-controller` (upstream's last path component, `controller`, says nothing).
-# The tag is pinned FROM MEMORY (controller-v1.13.x line): check it against the ingress-nginx release
-# (https://github.com/kubernetes/ingress-nginx/releases) and, when mirroring, its published digest.
+# The tag and its Kubernetes range were read at controller-v1.15.1 (docs/upstream.md, support_matrix.yaml);
+# the image is pinned by tag, not digest: check the published digest when mirroring.
 INGRESS_NGINX_VERSION = "v1.15.1"  # supports Kubernetes 1.31-1.35: components/support_matrix.yaml
 INGRESS_NGINX_IMAGE = f"registry.k8s.io/ingress-nginx/controller:{INGRESS_NGINX_VERSION}"
 
@@ -313,10 +313,11 @@ def ingress_images(s: Settings) -> list[Image]:
 
 
 # --- smoke test and Headlamp (components/smoke_test.py, components/headlamp.py) --------------------------
-# nginx: the official image's stable line (Docker Hub library/nginx, tag 1.28.0); Headlamp: the image its
+# nginx: the official image's stable line (nginx/docker-nginx stable/debian/Dockerfile @ 80b66be,
+# 2026-04-14, "Updated stable to 1.30.0": NGINX_VERSION 1.30.0); Headlamp: the image its
 # release v0.45.0 publishes (kubernetes-sigs/headlamp v0.45.0 charts/headlamp values.yaml `image.registry`
 # ghcr.io, `image.repository` headlamp-k8s/headlamp, tag "" = the chart's appVersion 0.45.0, published as v0.45.0).
-NGINX_IMAGE = "docker.io/library/nginx:1.28.0"
+NGINX_IMAGE = "docker.io/library/nginx:1.30.0"
 HEADLAMP_VERSION = "v0.45.0"
 HEADLAMP_IMAGE = f"ghcr.io/headlamp-k8s/headlamp:{HEADLAMP_VERSION}"
 

@@ -36,7 +36,7 @@ def test_smoke_test_runs_on_an_inside_host_after_the_addons_with_nginx_from_harb
     props = comp.plain_inputs
     assert s.host(props["host"]).zone == "inside"
     assert props["nodes"] == [h.name for h in s.worker_hosts if h.zone == "dmz"] and props["nodes"]
-    assert props["image"] == f"{s.registry_hostname}/system/nginx:1.28.0"
+    assert props["image"] == f"{s.registry_hostname}/system/nginx:1.30.0"
     assert any(i.name == "nginx" and i.source == artifacts.NGINX_IMAGE for i in artifacts.images(s))
     step = dev.named("smoke-test-run", "containercloud:host:HostStep")
     assert any("addons" in d or "flannel" in d or "coredns" in d for d in step.dependencies)
