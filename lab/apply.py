@@ -296,6 +296,9 @@ class Engine:
         self.log = log
         self._host_slots: dict[str, threading.Semaphore] = {}
         self._lock = threading.Lock()
+        # Called with each remote step and the results so far, just before the step starts (the lab's
+        # fault: a host's sshd stopped in the middle of an apply).
+        self.before_start: Optional[Callable[[Resource, Report], None]] = None
 
     # --- public -------------------------------------------------------------------------------
     def up(self, resources: list[Resource], rerun_all: bool = False) -> Report:
@@ -401,6 +404,8 @@ class Engine:
             self._settle(change)
             done.add(res.urn)
             return
+        if self.before_start:
+            self.before_start(res, report)
         running[pool.submit(self._run, change)] = res.urn
 
     def _block(self, change: Change, blocked: dict[str, str], cause_urn: str, report: Report) -> None:

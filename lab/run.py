@@ -646,27 +646,40 @@ def _destroyed(lab: Any, gone: Report, baseline: dict[str, Any]) -> str:
 
 
 def _change_and_fault(ctx: Ctx) -> str:
-    """Add worker-4 with one host's sshd stopped: the failure is reported by host and step; start
-    sshd, apply again: it completes. What re-ran is printed."""
+    """Add worker-4 and stop one host's sshd in the middle of that apply (after other steps have run,
+    just before the host's first step starts): the failure is reported by host and step; start sshd,
+    apply again: it completes. What re-ran is printed."""
     result, lab, engine = ctx.result, ctx.lab, ctx.engine
     resources = ctx.resources([NEW_WORKER])
     victim = "worker-2"
+    stopped: list[int] = []
+
+    def stop_mid_apply(res: Resource, report: Report) -> None:
+        done = len(report.ran())
+        if not stopped and res.host == lab.hosts[victim].address and done:
+            lab.stop_sshd(victim)
+            stopped.append(done)
+            print(f"fault: {victim}'s sshd stopped mid-apply, {done} step(s) of it done, as {res.name} starts")
+
     with phase(result, "change"):
-        lab.stop_sshd(victim)
+        engine.before_start = stop_mid_apply
         try:
             first = result.reports["change (sshd down)"] = engine.up(resources)
         finally:
+            engine.before_start = None
             lab.start_sshd(victim)
         second = result.reports["change (sshd back)"] = engine.up(resources)
     print("change, with worker-2's sshd stopped — re-ran:\n  " + "\n  ".join(_reran(first)))
     failed_hosts = {r.host for r in first.by_status("failed")}
+    check(bool(stopped), f"no step of {victim} started after another step had run: the fault was not injected")
     check(bool(first.by_status("failed")), "stopping worker-2's sshd made no step fail")
     check(failed_hosts <= {lab.hosts[victim].address}, f"failures on other hosts: {first.failures()}")
     print("fault reported: " + "; ".join(first.failures()))
     print("change, sshd started again — re-ran:\n  " + "\n  ".join(_reran(second)))
     _require_ok(second, "change after sshd restart")
     _nothing_ran(engine.up(resources), "an up after the change")
-    result.proofs["fault"] = f"reported {first.failures()}; completed after sshd restart"
+    result.proofs["fault"] = (f"sshd stopped mid-apply ({stopped[0]} step(s) of it done); reported "
+                              f"{first.failures()}; completed after sshd restart")
     return f"{len(first.ran()) + len(second.ran())} steps ran for worker-4 (listed above)"
 
 
