@@ -6,6 +6,7 @@ the table does not know and every version whose range does not hold the stack's 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -59,6 +60,12 @@ def _where(pin: Pin) -> str:
     return pin.setting or f"kubernetesVersion ({pin.component} {pin.version} is pinned in components/artifacts.py)"
 
 
+def _source_head(entry: dict[str, Any]) -> str:
+    """The source's first clause (the file read), without the detail kept in the matrix."""
+    text = " ".join(str(entry["source"]).split())
+    return re.split(r" \(|; ", text, maxsplit=1)[0]
+
+
 def _fault(pin: Pin, s: Settings, entry: dict[str, Any]) -> Optional[tuple[str, str]]:
     supported = entry["kubernetes"]
     if supported == "any":
@@ -68,7 +75,8 @@ def _fault(pin: Pin, s: Settings, entry: dict[str, Any]) -> Optional[tuple[str, 
         return None
     key = pin.setting or "kubernetesVersion"
     return key, (f"{pin.component} {pin.version} supports Kubernetes {supported[0]} to {supported[1]}, "
-                 f"not kubernetesVersion {s.kubernetes_version} (source: {' '.join(str(entry['source']).split())})")
+                 f"not kubernetesVersion {s.kubernetes_version} (source: {_source_head(entry)}; the whole source is "
+                 f"in components/{MATRIX_FILE.name})")
 
 
 def faults(s: Settings) -> list[tuple[str, str]]:

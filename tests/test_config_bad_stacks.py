@@ -40,3 +40,14 @@ def test_bad_stack_is_rejected_before_any_resource(path: Path) -> None:
     for key, fragment in expectations(path):
         assert any(f"{PROJECT}:{key}: " in line and fragment in line for line in lines), (key, fragment, lines)
     assert not [word for word in JARGON if word in message], message
+
+
+def test_the_readme_example_is_the_real_output() -> None:
+    """The README's multi-fault example is what the program prints for multi-readme-example.yaml."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("    invalid stack configuration:\n", 1)[1].split("\n\n", 1)[0]
+    shown = [line.strip() for line in block.splitlines()]
+    run = run_program("dev", stack_file=CORPUS / "multi-readme-example.yaml")
+    assert run.error is not None
+    printed = [line.strip() for line in str(run.error).splitlines() if line.strip().startswith(f"{PROJECT}:")]
+    assert sorted(shown) == sorted(printed)
