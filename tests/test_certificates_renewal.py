@@ -1,5 +1,6 @@
 """Certificate renewal (issue 15): the stack output `certificates`, the "Certificates" section of the offline
-preview and its `--state FILE` (a `pulumi stack export`), on real X.509 certificates."""
+preview and its `--state FILE` (a `pulumi stack export`), on real X.509 certificates; and what a renewal at
+`up` re-issues and restarts, in which order."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from offline.certificates import CERT_TYPES, due_for_renewal, from_outputs, from_run, section
-from offline.engine import ProgramRun
-from offline.engine.mocks import SECRET_SIG, SECRET_VALUE, build_certificate
+from offline.engine import ProgramRun, run_program
+from offline.engine.mocks import SECRET_SIG, SECRET_VALUE, HighFidelityMocks, build_certificate
 from offline.engine.runner import ROOT
+from tests.k8s_support import COMMAND, command_graph, files_by_host, short
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 YEAR, WINDOW = 8760, 720  # the defaults: certValidityHours, certEarlyRenewalHours
@@ -154,3 +157,82 @@ def test_state_that_is_not_an_export_is_refused_before_the_program_runs(tmp_path
     assert not (tmp_path / "out").exists()
     done = preview(tmp_path, "--state", str(tmp_path / "missing.json"))
     assert done.returncode == 2 and "No such file" in done.stderr
+
+
+# --- renewal at `up`: what is in its window is re-issued and restarts in the rolling order -----------------
+
+class RenewingState(pulumi.runtime.Mocks):
+    """The engine's state across two `up`s: a resource whose inputs are unchanged keeps its outputs (same keys,
+    same certificates), except a certificate inside its early-renewal window at the mocks' clock, which
+    pulumi-tls replaces (offline.certificates.due_for_renewal's rule)."""
+
+    def __init__(self) -> None:
+        self.inner = HighFidelityMocks()
+        self.kept: dict[tuple[str, str], tuple[str, Any, dict[str, Any]]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Any, dict[str, Any]]:
+        key, inputs = (args.typ, args.name), json.dumps(args.inputs, sort_keys=True, default=str)
+        kept = self.kept.get(key)
+        if kept is not None and kept[0] == inputs and not self._due(args.typ, kept[2]):
+            return kept[1], dict(kept[2])
+        rid, state = self.inner.new_resource(args)
+        self.kept[key] = (inputs, rid, dict(state))
+        return rid, state
+
+    def _due(self, typ: str, outputs: dict[str, Any]) -> bool:
+        return typ in CERT_TYPES and bool(due_for_renewal([from_outputs(typ, outputs)], self.inner.now))
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        return self.inner.call(args)
+
+
+def _commands(run: ProgramRun) -> dict[str, str]:
+    return {short(r.urn): json.dumps(r.inputs, sort_keys=True, default=str) for r in run.of_type(COMMAND)}
+
+
+def _reaches(graph: dict[str, list[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        urn = todo.pop()
+        if urn == goal:
+            return True
+        if urn not in seen:
+            seen.add(urn)
+            todo += graph[urn]
+    return False
+
+
+def test_renewal_at_up_reissues_the_leaves_and_restarts_their_users_in_the_rolling_order() -> None:
+    state = RenewingState()
+    first = run_program("ha", mocks=state)
+    state.inner.now += dt.timedelta(hours=YEAR - WINDOW)  # a year later, the first instant of the leaves' window
+    second = run_program("ha", mocks=state)
+    assert first.error is None and second.error is None, (first.error, second.error)
+    before = {c["name"]: c["notAfter"] for c in first.outputs["certificates"]}
+    after = {c["name"]: c for c in second.outputs["certificates"]}
+    for name, old in before.items():
+        if name.endswith("-ca"):  # the CAs are 10 years from their window: kept
+            assert after[name]["notAfter"] == old
+        else:  # every leaf was due: re-issued for another year
+            assert after[name]["notAfter"] > old and after[name]["readyForRenewal"] is False, name
+    old_files, new_files = files_by_host(first), files_by_host(second)
+    for host, files in new_files.items():  # same CAs on every host: old and new leaves trust each other mid-roll
+        for path in (p for p in files if p.endswith("ca.crt")):
+            assert files[path] == old_files[host][path], (host, path)
+    old, new = _commands(first), _commands(second)
+    changed = {name for name in new if old.get(name) != new[name]}
+    cps, nodes = ["cp-1", "cp-2", "cp-3"], ["worker-1", "worker-5", "rancher-2", "cp-3"]
+    assert {f"{h}-{s}" for h in cps for s in ("etcd", "kube-apiserver", "controllers")} <= changed
+    assert {f"{h}-kubelet" for h in nodes} <= changed
+    assert not {f"{h}-{s}" for h in nodes for s in ("firewall", "prerequisites", "runtime")} & changed
+    # the order is the upgrade's (docs/upgrade.md): etcd members and apiservers one after the other, and each
+    # node's kubelet after its batch's drain step on the drain host
+    urns = {short(r.urn): r.urn for r in second.of_type(COMMAND)}
+    graph = command_graph(second)
+    for a, b in (("cp-1", "cp-2"), ("cp-2", "cp-3")):
+        for s in ("etcd", "kube-apiserver"):
+            assert _reaches(graph, urns[f"{b}-{s}"], urns[f"{a}-{s}"]), f"{b}-{s} does not wait for {a}-{s}"
+    gates = sorted(n for n in changed if n.startswith("cp-1-rollout-batch-"))
+    assert len(gates) == 10  # ha has 11 nodes: every batch holds one, every batch rolls
+    for node in nodes:
+        assert any(_reaches(graph, urns[f"{node}-kubelet"], urns[g]) for g in gates), node
