@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
@@ -236,3 +237,38 @@ def test_renewal_at_up_reissues_the_leaves_and_restarts_their_users_in_the_rolli
     assert len(gates) == 10  # ha has 11 nodes: every batch holds one, every batch rolls
     for node in nodes:
         assert any(_reaches(graph, urns[f"{node}-kubelet"], urns[g]) for g in gates), node
+
+
+def _openssl_verify(tmp: Path, ca_pem: str, leaf_pem: str) -> bool:
+    (tmp / "ca.pem").write_text(ca_pem)
+    (tmp / "leaf.pem").write_text(leaf_pem)
+    return subprocess.run(["openssl", "verify", "-CAfile", str(tmp / "ca.pem"), str(tmp / "leaf.pem")],
+                          capture_output=True, check=False).returncode == 0
+
+
+def test_a_renewed_ca_keeps_its_key_so_old_and_new_leaves_verify_against_either(tmp_path: Path) -> None:
+    """What docs/renewal.md says of a CA inside its window: pulumi-tls re-signs the CA certificate with the same
+    PrivateKey resource, so trust holds across the roll; a CA with a NEW key (a rotation) does not."""
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-ca")])
+    uses = {"isCaCertificate": True, "allowedUses": ["cert_signing", "crl_signing"], "validityPeriodHours": 87600}
+    leaf_uses = {"allowedUses": ["digital_signature", "server_auth"], "validityPeriodHours": YEAR}
+
+    def ca(signing_key: Any, issued: dt.datetime) -> x509.Certificate:
+        pem = build_certificate(uses, name, signing_key.public_key(), signing_key, None, [], issued)["certPem"]
+        return x509.load_pem_x509_certificate(pem.encode())
+
+    def leaf(issuer: x509.Certificate, signing_key: Any, issued: dt.datetime) -> str:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+        leaf_key = ec.generate_private_key(ec.SECP256R1())
+        return str(build_certificate(leaf_uses, subject, leaf_key.public_key(), signing_key, issuer, [],
+                                     issued)["certPem"])
+
+    later = dt.datetime.now(dt.UTC).replace(microsecond=0)  # openssl verifies at the real time
+    first = later - dt.timedelta(hours=87600 - WINDOW)  # the old CA's first day: it is now inside its window
+    old_ca, renewed_ca, rotated_ca = ca(key, first), ca(key, later), ca(other, later)
+    pem = {c: c.public_bytes(serialization.Encoding.PEM).decode() for c in (old_ca, renewed_ca, rotated_ca)}
+    old_leaf, new_leaf = leaf(old_ca, key, later - dt.timedelta(hours=24)), leaf(renewed_ca, key, later)
+    assert _openssl_verify(tmp_path, pem[renewed_ca], old_leaf)
+    assert _openssl_verify(tmp_path, pem[old_ca], new_leaf)
+    assert not _openssl_verify(tmp_path, pem[rotated_ca], old_leaf)
