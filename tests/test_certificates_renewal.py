@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from components.certificates import renew_from, utc
 from offline.certificates import CERT_TYPES, due_for_renewal, from_outputs, from_run, section
 from offline.engine import ProgramRun, run_program
 from offline.engine.mocks import SECRET_SIG, SECRET_VALUE, HighFidelityMocks, build_certificate
@@ -54,6 +55,13 @@ def test_due_for_renewal_on_real_certificates() -> None:
                          "an `up` renews it")
     assert lines[-1].startswith("    inside: expires 2026-12-22 00:00 UTC, in its window since 2026-11-22 00:00 UTC")
     assert "at 2026-11-24 12:00 UTC: 2" in lines[-3]
+
+
+def test_not_after_as_the_real_provider_writes_it() -> None:
+    """terraform-provider-tls stores NotAfter with Go's time.MarshalText (RFC 3339 with nanoseconds and the
+    machine's offset); the stack output gives it in UTC, and renewFrom the hours before."""
+    assert utc("2027-11-24T15:03:36.123456789+01:00") == "2027-11-24T14:03:36Z"
+    assert renew_from("2027-11-24T14:03:36Z", WINDOW) == "2027-10-25T14:03:36Z"
 
 
 def _short(name: str) -> str:
