@@ -5,6 +5,7 @@ import pulumi_kubernetes
 
 from components import prerequisites, team_rancher, team_registry
 from components.addons import ClusterAddons, ClusterAddonsArgs
+from components.certificates import certificates_output
 from components.config import load_settings
 from components.control_plane import ControlPlane, ControlPlaneArgs
 from components.directory import HARBOR_API_DIR, RANCHER_API_DIR, DirectoryAuth, DirectoryAuthArgs
@@ -98,6 +99,7 @@ if directory is not None:
 # --- outputs -------------------------------------------------------------------------------------
 pulumi.export("apiEndpoint", settings.api_endpoint)
 pulumi.export("kubernetesCaCertificate", pki.ca_bundle("kubernetes"))
+pulumi.export("certificates", certificates_output(pki, teams, registry))  # names, expiry dates: not secret
 pulumi.export("adminKubeconfig", control_plane.admin_kubeconfig)
 pulumi.export("kubeconfigs", pulumi.Output.secret({t.args.team.name: t.kubeconfig for t in teams}))
 pulumi.export("registryUrl", registry.url)

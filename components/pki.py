@@ -52,10 +52,28 @@ class CertSpec:
         return USES[self.kind]
 
 
+@dataclass(frozen=True)
+class Issued:
+    """One certificate as the stack output `certificates` lists it (components/certificates.py)."""
+
+    name: str
+    ca: str  # the CA that signed it (a CA names itself)
+    common_name: str
+    early_renewal_hours: int
+    not_after: pulumi.Output[str]  # pulumi-tls validity_end_time (RFC 3339)
+    ready_for_renewal: pulumi.Output[bool]  # pulumi-tls: inside early_renewal_hours of not_after
+
+    @staticmethod
+    def of(name: str, ca: str, common_name: str, early_renewal_hours: int,
+           cert: tls.LocallySignedCert | tls.SelfSignedCert) -> Issued:
+        return Issued(name, ca, common_name, early_renewal_hours, cert.validity_end_time, cert.ready_for_renewal)
+
+
 @dataclass
 class KeyPair:
     cert_pem: pulumi.Output[str]
     key_pem: pulumi.Output[str]  # secret
+    issued: Optional[Issued] = None  # None for the service-account key pair (no certificate)
 
 
 @dataclass(frozen=True)
@@ -168,7 +186,8 @@ def issue_certificate(spec: CertSpec, ca: KeyPair, key_spec: KeySpec, validity_h
         set_subject_key_id=True,
         opts=opts,
     )
-    return KeyPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem))
+    return KeyPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem),
+                   Issued.of(spec.name, spec.ca, spec.common_name, early_renewal_hours, cert))
 
 
 class ClusterPki(pulumi.ComponentResource):
@@ -207,7 +226,13 @@ class ClusterPki(pulumi.ComponentResource):
             set_subject_key_id=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return KeyPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem))
+        return KeyPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem),
+                       Issued.of(f"{ca}-ca", ca, common_name, self.args.early_renewal_hours, cert))
+
+    def issued(self) -> list[Issued]:
+        """The CAs, then every certificate they signed here."""
+        pairs = [*self.cas.values(), *self.certs.values()]
+        return [p.issued for p in pairs if p.issued is not None]
 
     def ca_bundle(self, ca: str) -> pulumi.Output[str]:
         return self.cas[ca].cert_pem

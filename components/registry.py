@@ -25,7 +25,7 @@ from components import artifacts, docker_engine
 from components.config import Host, Settings, StackSecrets
 from components.docker_engine import Staged
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
-from components.pki import ClusterPki, KeyPair
+from components.pki import ClusterPki, Issued, KeyPair
 from components.templating import render
 
 HTTP_PORT = 80
@@ -183,6 +183,7 @@ class Harbor(pulumi.ComponentResource):
     url: str
     admin_password: pulumi.Output[str]
     ready: list[pulumi.Resource]  # the image mirror: everything is in Harbor once these are done
+    certificates: list[Issued]  # what it issues itself (ha: the token-service certificate)
 
     def __init__(self, name: str, args: HarborArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("containercloud:registry:Harbor", name, _props(args), opts)
@@ -202,6 +203,7 @@ class Harbor(pulumi.ComponentResource):
             self.admin_password, db_password, args.redis_password if args.ha else "",
         ).apply(lambda v: harbor_yml(s, v[0], v[1], v[2]))
         self.harbor_yml: pulumi.Output[str] = pulumi.Output.secret(rendered)
+        self.certificates = []
         shared = self._shared_secrets(name) if args.ha else []
         self.harbor_steps = [self._host(h, shared) for h in s.registry_hosts]
         first = s.registry_hosts[0]
@@ -226,6 +228,8 @@ class Harbor(pulumi.ComponentResource):
             ca_private_key_pem=self.args.token_ca.key_pem, allowed_uses=["digital_signature", "code_signing"],
             validity_period_hours=s.cert_validity_hours, early_renewal_hours=s.cert_early_renewal_hours,
             opts=self._child())
+        self.certificates.append(Issued.of(f"{name}-token", "kubernetes", "harbor-token-service",
+                                           s.cert_early_renewal_hours, cert))
         return [
             HostFile(f"{data_path(s)}/secret/keys/secretkey", secret_key.result, "0600", secret=True),
             HostFile(f"{data_path(s)}/secret/core/private_key.pem",

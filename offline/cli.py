@@ -1,8 +1,10 @@
-"""Command line: `python -m offline preview --stack STACK [--out DIR] [--policy-pack DIR] [--show-secrets]`."""
+"""Command line: `python -m offline preview --stack STACK [--out DIR] [--policy-pack DIR] [--show-secrets]
+[--state FILE]`."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -11,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from offline import certificates
 from offline.checks import Check, check_all
-from offline.engine import run_program
+from offline.engine import ProgramRun, run_program
 from offline.engine.runner import PROJECT, ROOT
 from offline.hosts import collect, write_hosts
 from offline.plan import build_plan, leaked_private_keys, scrub
@@ -32,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write private keys and passwords to the host trees (0600)")
     pre.add_argument("--no-policy", action="store_true", help="do not run the policy pack (reported as not run)")
     pre.add_argument("--no-tree", action="store_true", help="print the summary only")
+    pre.add_argument("--state", type=Path, metavar="FILE",
+                     help="a `pulumi stack export` of the real stack: list ITS certificates and those due for renewal")
     pre.add_argument("--program", type=Path, default=ROOT / "__main__.py", help=argparse.SUPPRESS)
     return p
 
@@ -45,6 +50,11 @@ def preview(args: argparse.Namespace) -> int:
     stack_file: Optional[Path] = args.stack_file
     if stack_file is None and not (ROOT / f"Pulumi.{args.stack}.yaml").is_file():
         print(f"error: no stack file Pulumi.{args.stack}.yaml", file=sys.stderr)
+        return 2
+    try:
+        state = certificates.load_state(args.state) if args.state else None
+    except certificates.StateError as exc:
+        print(f"error: --state {exc}", file=sys.stderr)
         return 2
     run = run_program(args.stack, stack_file=stack_file.resolve() if stack_file else None,
                       program=args.program.resolve())
@@ -72,10 +82,23 @@ def preview(args: argparse.Namespace) -> int:
             print(line)
     for line in summary(run, files, policy, checks):
         print(line)
+    for line in _certificates(run, state, args.state):
+        print(line)
     print(f"\nWrote {os.path.relpath(out)}/plan.json, policy.json, checks.json and hosts/")
     failed = [c for c in checks if c.status == "failed"]
     # a pack that was asked for and could not run is a failure, not a pass
     return 1 if policy.mandatory or failed or not (policy.ran or args.no_policy) else 0
+
+
+def _certificates(run: ProgramRun, state: Optional[dict], path: Optional[Path]) -> list[str]:
+    now = dt.datetime.now(dt.UTC)
+    if state is None:
+        note = ("(issued now by the mocks: these are the dates a fresh `pulumi up` would give, so none is inside "
+                "its window; --state FILE lists a real stack's)")
+        return list(certificates.section(certificates.from_run(run), now, "this offline run", note))
+    written = state["deployment"].get("manifest", {}).get("time", "time unknown")
+    return list(certificates.section(certificates.from_state(state), now, f"{path} (`pulumi stack export`)",
+                                     f"(the deployed certificates; the export was written {written})"))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
