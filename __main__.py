@@ -42,8 +42,9 @@ registry = Harbor("registry", HarborArgs.from_settings(settings, secrets, pki))
 control_plane = ControlPlane("control-plane", ControlPlaneArgs(settings, pki, secrets.ssh_private_key))
 nodes = worker_nodes(settings, pki, secrets.ssh_private_key, control_plane.api_ready,
                      control_plane.kube_proxy_kubeconfig)  # rolled out in maxUnavailableWorkers batches
-cluster_provider = pulumi_kubernetes.Provider(
-    "cluster", kubeconfig=control_plane.admin_kubeconfig,
+cluster_name = f"{pulumi.get_project()}-{pulumi.get_stack()}"
+cluster_provider = pulumi_kubernetes.Provider(  # the identifier keeps a renewed CA from replacing every object
+    "cluster", kubeconfig=control_plane.admin_kubeconfig, cluster_identifier=cluster_name,
     opts=pulumi.ResourceOptions(depends_on=[control_plane.api_ready]),
 )
 addons = ClusterAddons("addons", ClusterAddonsArgs(settings, cluster_provider),
@@ -57,7 +58,7 @@ if settings.rancher_mode == "helm":
 rancher = RancherServer("rancher", RancherServerArgs.from_settings(
     settings, secrets, pki, control_plane.admin_kubeconfig, api_ready=[control_plane.api_ready],
     registry_ready=registry.ready, kube_provider=cluster_provider, depends_on=[addons],
-    cluster_name=f"{pulumi.get_project()}-{pulumi.get_stack()}", ingress=ingress))
+    cluster_name=cluster_name, ingress=ingress))
 
 # --- headlamp (optional web view through the API server) -------------------------------------------
 headlamp = Headlamp("headlamp", HeadlampArgs(settings, cluster_provider), opts=pulumi.ResourceOptions(

@@ -177,7 +177,7 @@ class RancherServer(pulumi.ComponentResource):
             raise ValueError("RancherServer in helm mode needs RancherServerArgs.ingress (components/ingress.py): "
                              "without an ingress controller the chart's Ingress is served by nothing")
         provider = self.args.kube_provider or k8s.Provider(
-            f"{name}-kubernetes", kubeconfig=self.args.admin_kubeconfig,
+            f"{name}-kubernetes", kubeconfig=self.args.admin_kubeconfig, cluster_identifier=self.args.cluster_name,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.args.api_ready)))
         kopts = pulumi.ResourceOptions(parent=self, provider=provider)
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE), opts=kopts)

@@ -280,3 +280,15 @@ def test_a_renewed_ca_keeps_its_key_so_old_and_new_leaves_verify_against_either(
     assert _openssl_verify(tmp_path, pem[renewed_ca], old_leaf)
     assert _openssl_verify(tmp_path, pem[old_ca], new_leaf)
     assert not _openssl_verify(tmp_path, pem[rotated_ca], old_leaf)
+
+
+def test_a_renewed_ca_does_not_replace_the_kubernetes_provider() -> None:
+    """pulumi-kubernetes replaces its provider (and with it every object it manages) when the kubeconfig's
+    active cluster changes, e.g. a re-signed CA's certificate-authority-data, unless `clusterIdentifier`
+    is set: then only a change of the identifier replaces it (provider.go DiffConfig). The program sets a
+    stable identifier, the stack's cluster name, on every Kubernetes provider."""
+    run = run_program("dev")
+    providers = run.of_type("pulumi:providers:kubernetes")
+    assert providers
+    for p in providers:
+        assert p.plain_inputs.get("clusterIdentifier") == "container-cloud-dev", p.name
