@@ -205,7 +205,7 @@ class Harbor(pulumi.ComponentResource):
         self.harbor_yml: pulumi.Output[str] = pulumi.Output.secret(rendered)
         self.certificates = []
         shared = self._shared_secrets(name) if args.ha else []
-        self.harbor_steps = [self._host(h, shared) for h in s.registry_hosts]
+        self.harbor_steps = self._rolling([self._host_deps(h) for h in s.registry_hosts], shared)
         first = s.registry_hosts[0]
         projects = self._projects(first)
         self.ready = [self._images(first, projects)]
@@ -240,13 +240,23 @@ class Harbor(pulumi.ComponentResource):
     def _child(self, depends_on: Optional[list[pulumi.Resource]] = None) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, depends_on=depends_on or [])
 
-    def _host(self, host: Host, shared: list[HostFile]) -> HostStep:
+    def _host_deps(self, host: Host) -> tuple[Host, list[pulumi.Resource]]:
+        """A registry host's docker engine and, in ha, its shared storage: what its Harbor waits for."""
         s = self.args.settings
         docker = docker_engine.docker_step(s, host, self.args.ssh_private_key, self.args.ca_pem, self)
         deps: list[pulumi.Resource] = [docker]
         if self.args.ha:
             deps.append(self._storage(host))
-        return self._harbor(host, shared, deps)
+        return host, deps
+
+    def _rolling(self, hosts: list[tuple[Host, list[pulumi.Resource]]], shared: list[HostFile]) -> list[HostStep]:
+        """One Harbor after the other: each host's step waits for the previous host's, which ends only when
+        that instance answers healthy; a change that restarts Harbor (a version, a renewed certificate)
+        never has two instances down behind the registry load balancer."""
+        steps: list[HostStep] = []
+        for host, deps in hosts:
+            steps.append(self._harbor(host, shared, [*deps, *steps[-1:]]))
+        return steps
 
     def _storage(self, host: Host) -> HostStep:
         s = self.args.settings

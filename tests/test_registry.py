@@ -398,3 +398,16 @@ def test_nfs_storage_refuses_a_root_squashed_export_with_what_it_must_allow(ha: 
 def test_nfs_storage_accepts_an_export_root_can_chown_on(ha: ProgramRun, tmp_path: Path) -> None:
     assert _chown_probe(ha, tmp_path, chown_works=True).returncode == 0
     assert not list(tmp_path.glob(".containercloud-*"))
+
+
+def test_ha_harbor_instances_restart_one_after_the_other(ha: ProgramRun) -> None:
+    """A change that restarts Harbor (version, renewed certificate) rolls: each host's Harbor step waits for
+    the previous host's, which ends only when that instance answers healthy on its own address."""
+    from tests.k8s_support import command_graph, short
+
+    graph = {short(u): {short(d) for d in deps} for u, deps in command_graph(ha).items()}
+    steps = sorted(n for n in graph if re.fullmatch(r"harbor-\d+-harbor", n))
+    assert len(steps) >= 2
+    assert not any(re.fullmatch(r"harbor-\d+-harbor", d) for d in graph[steps[0]])
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert before in graph[after], (after, sorted(graph[after]))
