@@ -51,7 +51,8 @@ def overrides(workers: int) -> dict[str, Any]:
 
 
 def command_chain(run: ProgramRun) -> int:
-    """Longest chain of remote commands along dependency edges. `dependencies` hold the URNs of custom
+    """Longest chain of remote commands that open an SSH session on an `up` (a node's removal record has
+    no create) along dependency edges. `dependencies` hold the URNs of custom
     resources (a dependency on a component is expanded to its custom children by the SDK), so the walk
     passes through certificates, namespaces, ... and counts only the commands."""
     by_urn = run.by_urn()
@@ -61,7 +62,7 @@ def command_chain(run: ProgramRun) -> int:
         reg = by_urn.get(urn)
         if reg is None:
             return 0
-        own = 1 if reg.type.startswith(COMMAND) else 0
+        own = 1 if reg.type.startswith(COMMAND) and reg.plain_inputs.get("create") else 0  # opens a session
         return own + max((depth(d) for d in set(reg.dependencies) if d != urn), default=0)
 
     import sys

@@ -9,9 +9,10 @@ Digests come from `components/artifacts_checksums.yaml` only; a version without 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import pulumi
 import pulumi_command as command
@@ -19,6 +20,8 @@ import yaml
 
 from components.config import ConfigError, Fault, Settings
 from components.templating import render
+
+T = TypeVar("T")
 
 CHECKSUMS_FILE = Path(__file__).resolve().with_name("artifacts_checksums.yaml")
 UPLOAD_DIR = "/var/tmp"  # CopyToRemote target: writable by a non-root SSH user, kept across reboots
@@ -237,17 +240,27 @@ def cleanup_script(s: Settings, step: str, bins: list[Binary]) -> str:
 
 def copy_to_host(name: str, s: Settings, connection: command.remote.ConnectionArgs, rel_path: str,
                  remote_path: str, parent: pulumi.Resource, triggers: Optional[list[str]] = None,
-                 ) -> command.remote.CopyToRemote:
+                 after: Optional[pulumi.Resource] = None) -> command.remote.CopyToRemote:
     """Directory mode: copy `artifactsDirectory/rel_path` from the deployer to the host (CopyToRemote has
-    no delete; the step that uses the file removes it)."""
+    no delete; the step that uses the file removes it). `after`: the upload it waits for (see `chained`)."""
     return command.remote.CopyToRemote(
         name,
         connection=connection,
         source=pulumi.FileAsset(str(Path(s.artifacts_directory) / rel_path)),
         remote_path=remote_path,
         triggers=triggers,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[after] if after else []),
     )
+
+
+def chained(items: Sequence[T], make: Callable[[T, Optional[pulumi.Resource]], pulumi.Resource],
+            ) -> list[pulumi.Resource]:
+    """One upload per item, each after the previous one: one SFTP session at a time per step, so the
+    sessions a host receives at once do not grow with the number of files (they share one link anyway)."""
+    out: list[pulumi.Resource] = []
+    for item in items:
+        out.append(make(item, out[-1] if out else None))
+    return out
 
 
 def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs, bins: list[Binary],
@@ -255,8 +268,8 @@ def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs,
     """Directory mode: one CopyToRemote per binary."""
     if s.artifacts_mirror_url:
         return []
-    return [copy_to_host(f"{prefix}-upload-{b.name}", s, connection, b.url_path, upload_path(b), parent,
-                         [b.checksum]) for b in bins]
+    return chained(bins, lambda b, after: copy_to_host(
+        f"{prefix}-upload-{b.name}", s, connection, b.url_path, upload_path(b), parent, [b.checksum], after))
 
 
 # --- registry / rancher images ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_command as command
 
 from components import artifacts
-from components.artifacts import copy_to_host
+from components.artifacts import chained, copy_to_host
 from components.config import ConfigError, Host, Settings
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.templating import render
@@ -85,8 +85,8 @@ def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs,
     """Directory mode: CopyToRemote of each file and of the SHA256SUMS it is checked against."""
     if s.artifacts_mirror_url:
         return []
-    return [copy_to_host(f"{prefix}-upload-{rel.replace('/', '-')}", s, connection, rel, upload_path(rel), parent)
-            for rel in _upload_rels(files)]
+    return chained(_upload_rels(files), lambda rel, after: copy_to_host(
+        f"{prefix}-upload-{rel.replace('/', '-')}", s, connection, rel, upload_path(rel), parent, after=after))
 
 
 def _upload_rels(files: Sequence[Staged]) -> list[str]:

@@ -115,6 +115,7 @@ class NodeRollout(pulumi.ComponentResource):
         }, opts)
         self.args = args
         self.gates: list[HostStep] = []
+        self.uncordons: list[HostStep] = []
         self.register_outputs({})
 
     def _on_drain_host(self, name: str, script: str, delete: str, files: list[HostFile],
@@ -141,14 +142,17 @@ class NodeRollout(pulumi.ComponentResource):
         return step
 
     def uncordon(self, members: list[Member], after: list[pulumi.Resource]) -> HostStep:
-        """After the batch's kubelet steps: each node registered, labelled, Ready before it is uncordoned (if
-        its drain cordoned it), annotated with its fingerprint. Removing a node is its own record's delete
-        (`removal`), which reads the lists these steps leave on the host."""
+        """After the batch's kubelet steps and the previous batch's uncordon step (one at a time on the drain
+        host, which an upgrade's gates impose anyway): each node registered, labelled, Ready before it is
+        uncordoned (if its drain cordoned it), annotated with its fingerprint. Removing a node is its own
+        record's delete (`removal`), which reads the lists these steps leave on the host."""
         k = len(self.gates) - 1
         own = batch_path(k, "uncordon")
         script = render("node/register.sh.j2", batch_file=own, nodes=[(m.name, m.labels) for m in members])
-        return self._on_drain_host(f"batch-{k}-node", script, f"rm -f {own}", [HostFile(own, listing(members))],
-                                   after)
+        step = self._on_drain_host(f"batch-{k}-node", script, f"rm -f {own}", [HostFile(own, listing(members))],
+                                   [*after, *(u.command for u in self.uncordons[-1:])])
+        self.uncordons.append(step)
+        return step
 
 
 def removal(s: Settings, node: str, drain_host: Host, private_key: pulumi.Input[str],

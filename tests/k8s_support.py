@@ -100,9 +100,24 @@ def secret_strings(run: ProgramRun) -> list[str]:
 
 
 def command_graph(run: ProgramRun) -> dict[str, list[str]]:
-    """remote.Command URN -> the remote.Command URNs it depends on."""
-    cmds = {r.urn for r in run.of_type(COMMAND)}
-    return {r.urn: [d for d in r.dependencies if d in cmds] for r in run.of_type(COMMAND)}
+    """remote.Command URN -> the remote.Commands it waits for, counting only those that open an SSH session on
+    an `up` (they have a `create`); a command without one (a node's removal record) is passed through."""
+    commands = {r.urn: r for r in run.of_type(COMMAND)}
+    sessions = {u for u, r in commands.items() if r.plain_inputs.get("create")}
+    memo: dict[str, set[str]] = {}
+
+    def waits_for(urn: str) -> set[str]:
+        if urn not in memo:
+            out: set[str] = set()
+            for d in commands[urn].dependencies:
+                if d in sessions:
+                    out.add(d)
+                elif d in commands:
+                    out |= waits_for(d)
+            memo[urn] = out
+        return memo[urn]
+
+    return {u: sorted(waits_for(u)) for u in sessions}
 
 
 def longest_chain(graph: dict[str, list[str]]) -> list[str]:
