@@ -28,7 +28,16 @@ from typing import Any, Optional
 import pulumi
 
 from components.config import Directory, Settings
-from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
+from components.host_step import (
+    HostFile,
+    HostStep,
+    HostStepArgs,
+    host_connection,
+    needs_sudo,
+    password_file,
+    passwords_script,
+    placeholder,
+)
 from components.registry import api_script
 from components.templating import render
 
@@ -93,20 +102,6 @@ def rancher_settings(d: Directory, bind_password: str, admin_password: str) -> d
     if d.type == "activedirectory":
         body["enabled"] = True
     return body
-
-
-def placeholder(name: str) -> str:
-    """What stands for the password file `name`.json in a request body (passwords.sh.j2 fills it in)."""
-    return f"<secret:{name}>"
-
-
-def password_file(directory: str, name: str, password: pulumi.Input[str]) -> HostFile:
-    content = pulumi.Output.from_input(password).apply(lambda p: json.dumps(p) + "\n")
-    return HostFile(f"{directory}/{name}.json", pulumi.Output.secret(content), "0600", secret=True)
-
-
-def passwords_script(directory: str, *names: str) -> str:
-    return render("directory/passwords.sh.j2", secrets_dir=directory, names=names)
 
 
 def redacted(value: dict[str, Any]) -> dict[str, Any]:

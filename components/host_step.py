@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -197,3 +198,19 @@ def host_connection(s: Settings, host: Host, private_key: pulumi.Input[str]) -> 
 
 def needs_sudo(s: Settings, host: Host) -> bool:
     return s.ssh_user_for(host) != "root"
+
+
+# --- passwords in files the policy pack can read: "<secret:NAME>" placeholders, filled on the host ---------
+
+def placeholder(name: str) -> str:
+    """What stands for the password file `name`.json in a request body (passwords.sh.j2 fills it in)."""
+    return f"<secret:{name}>"
+
+
+def password_file(directory: str, name: str, password: pulumi.Input[str]) -> HostFile:
+    content = pulumi.Output.from_input(password).apply(lambda p: json.dumps(p) + "\n")
+    return HostFile(f"{directory}/{name}.json", pulumi.Output.secret(content), "0600", secret=True)
+
+
+def passwords_script(directory: str, *names: str) -> str:
+    return render("host_step/passwords.sh.j2", secrets_dir=directory, names=names)

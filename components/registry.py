@@ -24,7 +24,16 @@ import yaml
 from components import artifacts, docker_engine
 from components.config import Host, Settings, StackSecrets
 from components.docker_engine import Staged
-from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
+from components.host_step import (
+    HostFile,
+    HostStep,
+    HostStepArgs,
+    host_connection,
+    needs_sudo,
+    password_file,
+    passwords_script,
+    placeholder,
+)
 from components.pki import ClusterPki, Issued, KeyPair
 from components.templating import render
 
@@ -122,6 +131,8 @@ def install_dir(s: Settings) -> str:
 
 
 DIRECTORY_CA = f"{CONFIG_DIR}/directory-ca.crt"
+HARBOR_YML_IN = f"{CONFIG_DIR}/harbor.yml.in"  # harbor.yml with "<secret:NAME>" for each password: not secret
+SECRETS_DIR = f"{CONFIG_DIR}/secrets"  # one 0600 JSON string per password, over stdin
 
 
 def harbor_yml(s: Settings, admin_password: str, database_password: str, redis_password: str) -> str:
@@ -199,10 +210,14 @@ class Harbor(pulumi.ComponentResource):
             db = random.RandomPassword(f"{name}-database-password", length=ADMIN_PASSWORD_LENGTH, special=False,
                                        opts=self._child())
             db_password = db.result
-        rendered: pulumi.Output[str] = pulumi.Output.all(
-            self.admin_password, db_password, args.redis_password if args.ha else "",
-        ).apply(lambda v: harbor_yml(s, v[0], v[1], v[2]))
-        self.harbor_yml: pulumi.Output[str] = pulumi.Output.secret(rendered)
+        passwords = {"harbor-admin": self.admin_password, "harbor-database": db_password}
+        if args.ha:
+            passwords["harbor-redis"] = args.redis_password
+        self.password_files = [password_file(SECRETS_DIR, n, p) for n, p in passwords.items()]
+        self.password_names = list(passwords)
+        # what a preview (and the policy pack) reads before any password exists: the whole harbor.yml
+        self.harbor_yml_in = harbor_yml(s, placeholder("harbor-admin"), placeholder("harbor-database"),
+                                        placeholder("harbor-redis"))
         self.certificates = []
         shared = self._shared_secrets(name) if args.ha else []
         self.harbor_steps = self._rolling([self._host_deps(h) for h in s.registry_hosts], shared)
@@ -281,7 +296,8 @@ class Harbor(pulumi.ComponentResource):
         cache = f"{artifacts.CACHE_DIR}/{host.name}-harbor"
         ups = docker_engine.uploads(s, f"{host.name}-harbor", conn, [installer], self)
         files = [
-            HostFile(f"{install_dir(s)}/harbor.yml", self.harbor_yml, "0600", secret=True),
+            HostFile(HARBOR_YML_IN, self.harbor_yml_in),
+            *self.password_files,
             HostFile(f"{CONFIG_DIR}/tls.crt", self.args.cert.cert_pem),
             HostFile(f"{CONFIG_DIR}/tls.key", self.args.cert.key_pem, "0600", secret=True),
             HostFile(f"{CONFIG_DIR}/ca.crt", self.args.ca_pem),
@@ -297,7 +313,9 @@ class Harbor(pulumi.ComponentResource):
             health_retries=HEALTH_RETRIES, ca_path=f"{CONFIG_DIR}/ca.crt", hostname=s.registry_hostname,
             https_port=HTTPS_PORT, health_url=f"https://{s.registry_hostname}/api/v2.0/health",
         )
-        script = docker_engine.stage_script(s, cache, [installer]) + render("registry/harbor.sh.j2", **values)
+        script = (docker_engine.stage_script(s, cache, [installer])
+                  + passwords_script(SECRETS_DIR, *self.password_names)
+                  + render("registry/harbor.sh.j2", harbor_yml_in=HARBOR_YML_IN, **values))
         undo = render("registry/harbor-undo.sh.j2", install_root=INSTALL_ROOT, config_dir=CONFIG_DIR, cache=cache,
                       data_volume=data_path(s))
         return HostStep(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
+    env.filters["json"] = json.dumps  # a JSON string (also valid YAML), without tojson's HTML escaping of <>&'
     env.filters["heredoc"] = lambda value: str(value)[:-1] if str(value).endswith("\n") else str(value)
     return env
 

@@ -42,7 +42,7 @@ KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBELET_UNIT = "/etc/systemd/system/kubelet.service"
 NFT = "/etc/containercloud/firewall.nft"
 HOSTS_TOML = "/etc/containerd/certs.d/harbor.corp.example/hosts.toml"
-HARBOR_YML = "/opt/containercloud/harbor/v2.13.2/harbor/harbor.yml"
+HARBOR_YML = "/etc/containercloud/registry/harbor.yml.in"  # harbor.yml with password placeholders
 DOCKER_UNIT = "/etc/systemd/system/docker.service"
 DAEMON_JSON = "/etc/docker/daemon.json"
 
@@ -628,7 +628,7 @@ def test_at_preview_the_stacks_stay_clean_and_the_pack_still_runs(analyzer: Poli
 PREVIEW_CAUGHT = [v for v in CORPUS if v.id in {
     "apiserver-anonymous-auth", "etcd-no-client-cert-auth", "scheduler-config-profiling", "kubelet-config-anonymous",
     "ruleset-extra-accept-any-source", "hosts-toml-plain-http", "dockerd-on-tcp", "host-key-world-readable",
-    "robot-with-push", "robot-body-made-on-host",
+    "robot-with-push", "robot-body-made-on-host", "harbor-yml-without-https", "harbor-ha-database-without-tls",
 }]
 
 
@@ -638,3 +638,10 @@ def test_rendered_file_edits_are_caught_at_preview(analyzer: PolicyAnalyzer, run
     assert not [v for v in found if "during preview" in v.message]
     assert any(v.level == "mandatory" and v.policy == variant.policy and variant.fragment in v.message
                for v in found), "\n".join(f"{v.policy}: {v.message}" for v in found)
+
+
+def test_a_harbor_step_without_a_readable_harbor_yml_fails_closed(analyzer: PolicyAnalyzer, runs: Runs) -> None:
+    reg = copy.deepcopy(_find(runs["dev"], HOST_STEP, "harbor-1-harbor"))
+    reg.inputs["files"] = [f for f in reg.inputs["files"] if f["path"] != HARBOR_YML]
+    found = analyzer.analyze_resource(reg)
+    assert any(v.policy == "registry-tls-artifacts" and "fail closed" in v.message for v in found), found

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
 from components import artifacts, docker_engine
 from components.config import parse_settings
+from components.host_step import passwords_script
 from offline.engine.mocks import unwrap
 from offline.engine.runner import ROOT, ProgramRun, load_stack_config
 
@@ -35,10 +37,25 @@ def full_script(run: ProgramRun, name: str, key: str = "create") -> str:
     return text.split("<<'CC_STEP_EOF'\n", 1)[1].split("\nCC_STEP_EOF\n", 1)[0] + "\n"
 
 
-def harbor_yml(run: ProgramRun, host: str) -> dict[str, Any]:
+def harbor_yml(run: ProgramRun, host: str, tmp_path: Optional[Path] = None) -> dict[str, Any]:
+    """harbor.yml as the step writes it on the host: its fill_passwords run by bash on harbor.yml.in and the
+    password files the step receives."""
+    import tempfile
+
+    from components.registry import HARBOR_YML_IN, SECRETS_DIR
+
     files = step_files(run, f"{host}-harbor")
-    path = next(p for p in files if p.endswith("/harbor.yml"))
-    return yaml.safe_load(files[path]["content"])
+    work = Path(tmp_path or tempfile.mkdtemp())
+    names = []
+    for path, f in files.items():
+        if path.startswith(SECRETS_DIR + "/"):
+            (work / Path(path).name).write_text(f["content"])
+            names.append(Path(path).stem)
+    (work / "harbor.yml.in").write_text(files[HARBOR_YML_IN]["content"])
+    script = passwords_script(str(work), *names) + f'fill_passwords "{work}/harbor.yml.in" "{work}/harbor.yml"\n'
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
+    assert (work / "harbor.yml").stat().st_mode & 0o777 == 0o600
+    return yaml.safe_load((work / "harbor.yml").read_text())
 
 
 def openssl_verify(tmp_path: Path, ca: str, cert: str, hostname: str) -> subprocess.CompletedProcess[str]:
@@ -77,11 +94,22 @@ def test_single_harbor_yml_is_https_with_our_cert_and_generated_passwords(dev: P
     assert cfg["trivy"]["skip_update"] is True and cfg["trivy"]["offline_scan"] is True
 
 
-def test_harbor_yml_is_a_secret_0600_file(dev: ProgramRun) -> None:
-    files = step_files(dev, "harbor-1-harbor")
-    path = next(p for p in files if p.endswith("/harbor.yml"))
-    assert files[path]["mode"] == "0600"
-    assert step_file_secret(dev, "harbor-1-harbor", path)
+def test_harbor_yml_ships_without_passwords_which_come_as_secret_0600_files(dev: ProgramRun, ha: ProgramRun) -> None:
+    """harbor.yml.in (what the policy pack and a first preview read) holds no password; each password is its
+    own secret 0600 file over stdin; the step writes harbor.yml 0600 (harbor_yml() above runs its filling)."""
+    from components.registry import HARBOR_YML_IN, SECRETS_DIR
+
+    for run, names in ((dev, {"harbor-admin", "harbor-database"}),
+                       (ha, {"harbor-admin", "harbor-database", "harbor-redis"})):
+        files = step_files(run, "harbor-1-harbor")
+        assert not step_file_secret(run, "harbor-1-harbor", HARBOR_YML_IN)
+        secrets = {Path(p).stem: f for p, f in files.items() if p.startswith(SECRETS_DIR + "/")}
+        assert set(secrets) == names
+        for name, f in secrets.items():
+            assert f["mode"] == "0600" and step_file_secret(run, "harbor-1-harbor", f["path"])
+            assert json.loads(f["content"]) not in files[HARBOR_YML_IN]["content"]
+            assert f'"<secret:{name}>"' in files[HARBOR_YML_IN]["content"]
+        assert not any(p.endswith("/harbor.yml") for p in files)
     assert dev.named("harbor-1-harbor", COMMAND).input_is_secret("stdin")
     assert "registryAdminPassword" in dev.secret_outputs
 

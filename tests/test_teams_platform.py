@@ -149,7 +149,7 @@ def test_removing_a_team_deletes_its_robot_and_keeps_its_project_by_default(plai
 def filled_body(run: ProgramRun, name: str, directory: str, body: str, tmp_path: Path,
                 names: tuple[str, ...]) -> dict[str, Any]:
     """The request body as the step sends it: its stdin files on disk, fill_passwords run by bash."""
-    from components.directory import passwords_script
+    from components.host_step import passwords_script
     tmp_path.mkdir()
     for path, content in stdin_files(run, name).items():
         if path.startswith(directory + "/"):
@@ -199,7 +199,7 @@ def test_directory_bodies_are_plain_files_and_the_passwords_only_on_stdin(with_d
 
 
 def test_passwords_with_json_and_shell_specials_are_filled_verbatim(tmp_path: Path) -> None:
-    from components.directory import passwords_script
+    from components.host_step import passwords_script
     tricky = 'a&b\\c"d$e`f\'g*h'
     (tmp_path / "bind-password.json").write_text(json.dumps(tricky) + "\n")
     (tmp_path / "admin-password.json").write_text(json.dumps("&") + "\n")

@@ -497,12 +497,26 @@ def validate_registry_artifacts(args: Any, report: Report) -> None:
             continue
         if f.path.endswith("/hosts.toml"):
             problems = hosts_toml_problems(f)
-        elif f.path.endswith("/harbor.yml"):
+        elif f.path.endswith(HARBOR_CONFIGS):
             problems = harbor_yml_problems(f)
         else:
             continue
         for problem in problems:
             report(problem)
+    if _installs_harbor(args) and not any(f.path.endswith(HARBOR_CONFIGS) and f.content is not None
+                                          for f in files.values()):
+        host = args.props.get("host", "?")
+        report(f"{host}: the step runs Harbor's install.sh but ships no readable harbor.yml or harbor.yml.in; its "
+               "https block cannot be checked (fail closed)")
+
+
+# harbor.yml as Harbor reads it, or the program's harbor.yml.in (the same file, "<secret:NAME>" for each password)
+HARBOR_CONFIGS = ("/harbor.yml", "/harbor.yml.in")
+
+
+def _installs_harbor(args: Any) -> bool:
+    script = args.props.get("script") if args.resource_type == HOST_STEP else None
+    return isinstance(script, str) and "./install.sh" in script
 
 
 def validate_docker_daemon(args: Any, report: Report) -> None:
