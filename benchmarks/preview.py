@@ -139,7 +139,7 @@ def blast_radius(workers: int) -> BlastRadius:
 
     mocks = ReplayMocks()
     runs = [run_program("dev", overrides=overrides(n), mocks=mocks) for n in (workers, workers + 1)]
-    for n, run in zip((workers, workers + 1), runs):
+    for n, run in zip((workers, workers + 1), runs, strict=True):
         if run.error is not None:
             raise SystemExit(f"the program failed for {n} workers: {run.error}")
     before = {r.urn: r for r in from_registrations(runs[0].registrations)}

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from components.config import parse_settings
+from components.firewall import MEMBERS_PATH, as_loaded
 from offline.engine import load_stack_config, run_program
 from offline.engine.runner import PROJECT, ProgramRun
+from policy.rules.artifacts import parse_ruleset
 from policy.rules.ports import FLOWS, PORT_SETTINGS, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,16 +112,23 @@ def test_flannel_port_and_extra_rules_are_settings() -> None:
 
 
 def test_ruleset_renders_every_rule(dev: ProgramRun) -> None:
+    """Each planned rule is in the ruleset as loaded, its sets holding exactly its sources; the ruleset file the
+    host receives names no address (the members file holds them all)."""
     for host, props in firewalls(dev).items():
-        text = props["ruleset"]
-        assert text.count("table inet containercloud") == 3  # create, delete, define: one atomic replace
+        text, file = props["ruleset"], props["rulesetFile"]
+        assert file.count("table inet containercloud") == 3  # create, delete, define: one atomic replace
+        assert f'include "{MEMBERS_PATH}"' in file and as_loaded(file, props["members"]) == text
         assert "policy drop;" in text and 'iifname "lo" accept' in text and "ct state established,related" in text
         assert ("hook forward" in text) == props["forwardFiltered"]  # Docker hosts only (issue 12.6)
+        rules = [r for c in parse_ruleset(text) if c.hook == "input" for r in c.rules if not r.baseline]
         for rule in props["rules"]:
-            port = int(rule["port"]) if isinstance(rule["port"], float) else rule["port"]
-            line = next((ln for ln in text.splitlines() if f"{rule['protocol']} dport {port} accept" in ln
-                         and all(s in ln for s in rule["sources"])), None)
-            assert line, f"{host}: {rule} not rendered"
+            port = str(int(rule["port"]) if isinstance(rule["port"], float) else rule["port"])
+            loaded = {s for r in rules if r.protocol == rule["protocol"] and r.dports == [port]
+                      for s in r.saddr or []}
+            assert set(rule["sources"]) <= loaded, f"{host}: {rule} not rendered"
+        for rule in rules:
+            assert not rule.missing_sets and "@" in rule.text, rule.text
+        assert not re.search(r"saddr\s+\{|\d+\.\d+\.\d+\.\d+/", file.split("table inet containercloud {", 1)[1])
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
@@ -139,7 +148,19 @@ def test_host_scripts_pass_shellcheck(dev: ProgramRun, tmp_path: Path) -> None:
     assert "nft -f /etc/containercloud/firewall.nft" in step["script"]
     assert "nft delete table inet containercloud" in step["deleteScript"]
     files = {f["path"]: f for f in step["files"]}
-    assert files["/etc/containercloud/firewall.nft"]["content"] == firewalls(dev)["master-1"]["ruleset"]
+    assert files["/etc/containercloud/firewall.nft"]["content"] == firewalls(dev)["master-1"]["rulesetFile"]
+    members = dev.named("master-1-firewall-members", "containercloud:host:HostStep").plain_inputs
+    assert [f["path"] for f in members["files"]] == [MEMBERS_PATH]
+    assert members["files"][0]["content"] == firewalls(dev)["master-1"]["members"]
+    for key in ("script", "deleteScript"):
+        path = tmp_path / f"members-{key}.sh"
+        path.write_text("#!/usr/bin/env bash\nchanged() { :; }\n" + members[key])
+        done = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout
+    # the ruleset step waits for the members step: its `nft -c` reads the members file
+    fw_cmd = dev.named("master-1-firewall", "command:remote:Command")
+    members_cmd = dev.named("master-1-firewall-members", "command:remote:Command")
+    assert members_cmd.urn in fw_cmd.dependencies
 
 
 # --- issue 12.5 / 12.6 ------------------------------------------------------------------------------------
