@@ -4,6 +4,7 @@ and the README's port table."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from components.config import parse_settings
 from components.firewall import MEMBERS_PATH, as_loaded
 from offline.engine import load_stack_config, run_program
 from offline.engine.runner import PROJECT, ProgramRun
-from policy.rules.artifacts import parse_ruleset
+from policy.rules.artifacts import expand_includes, parse_ruleset
 from policy.rules.ports import FLOWS, PORT_SETTINGS, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,3 +188,48 @@ def test_docker_hosts_filter_the_forward_path_with_the_same_allow_list(dev: Prog
         assert fws[host]["forwardFiltered"] is False and "hook forward" not in fws[host]["ruleset"]
     # helm mode: Rancher runs on the cluster (ingress-nginx on the host network), no Docker on its host
     assert firewalls(dev_helm)["rancher-1"]["forwardFiltered"] is False
+
+
+# --- issue 16: membership in named sets, loaded without reloading the ruleset -----------------------------------
+
+def _nft(netns_script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["unshare", "--net", "bash", "-c", netns_script], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.skipif(not shutil.which("nft") or not shutil.which("unshare"), reason="nft or unshare missing")
+def test_a_new_member_is_loaded_into_the_sets_without_reloading_the_ruleset(tmp_path: Path) -> None:
+    """With the real nft in a private network namespace: the ruleset file (with its include of the members
+    file) loads; the members file of a bigger stack then swaps the sets' elements in place: the table, chains
+    and rules keep their handles (nothing was reloaded) and the new worker is in the VXLAN set."""
+    small, big = (run_program("dev", {"hosts": _hosts_plus(n)}) for n in (0, 1))
+    assert small.error is None and big.error is None
+    before, after = firewalls(small)["worker-1"], firewalls(big)["worker-1"]
+    assert before["rulesetFile"] == after["rulesetFile"] and before["members"] != after["members"]
+    members = tmp_path / "members.nft"
+    members.write_text(before["members"])
+    ruleset = tmp_path / "firewall.nft"
+    ruleset.write_text(before["rulesetFile"].replace(MEMBERS_PATH, str(members)))
+    (tmp_path / "members-big.nft").write_text(after["members"])
+    listing = "nft -a list table inet containercloud"
+    done = _nft(f"set -e; nft -c -f {ruleset}; nft -f {ruleset}; {listing} > {tmp_path}/one;"
+                f" cp {tmp_path}/members-big.nft {members}; nft -c -f {members}; nft -f {members}; nft -f {members};"
+                f" {listing} > {tmp_path}/two")
+    if done.returncode != 0 and "Operation not permitted" in done.stderr:
+        pytest.skip("nft needs CAP_NET_ADMIN")
+    assert done.returncode == 0, done.stderr
+    one, two = (tmp_path / "one").read_text(), (tmp_path / "two").read_text()
+    handles = [ln for ln in one.splitlines() if "# handle" in ln and "elements" not in ln and "set " not in ln]
+    assert handles and all(ln in two for ln in handles)  # the same chains and rules, the same handles
+    assert NEW_ADDRESS not in one and NEW_ADDRESS in two
+    vxlan = next(c for c in parse_ruleset(expand_includes(after["rulesetFile"], {MEMBERS_PATH: after["members"]}))
+                 if c.hook == "input").rules
+    assert any(r.dports == ["8472"] and f"{NEW_ADDRESS}/32" in (r.saddr or []) for r in vxlan)
+
+
+NEW_ADDRESS = "203.0.113.99"
+
+
+def _hosts_plus(extra: int) -> list[dict[str, Any]]:
+    hosts: list[dict[str, Any]] = json.loads(load_stack_config("dev").values["container-cloud:hosts"])
+    return hosts + [{"name": "worker-9", "address": NEW_ADDRESS, "zone": "dmz", "roles": ["worker"]}][:extra]
