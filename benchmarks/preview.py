@@ -175,8 +175,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     run_program("dev")  # warm-up: imports and template compilation are not what we measure
     results = [measure(n, args.policy) for n in args.sizes]
-    if args.blast:
-        print_blast(blast_radius(args.blast))
     print(f"{'workers':>8} {'seconds':>8} {'resources':>10} {'commands':>9} {'chain':>6} "
           f"{'cmds run on each worker':>23}"
           + ("  policy s" if args.policy else ""))
@@ -184,6 +182,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         pol = f"  {r.policy_seconds:8.2f}" if r.policy_seconds is not None else ("  not run" if args.policy else "")
         print(f"{r.workers:8d} {r.seconds:8.2f} {r.resources:10d} {r.commands:9d} {r.chain:6d} "
               f"{'/'.join(map(str, r.per_worker)):>23}" + pol)
+    if args.blast:
+        print()
+        print_blast(blast_radius(args.blast))
     return _verdict(results, args.check)
 
 
@@ -195,7 +196,6 @@ def print_blast(b: BlastRadius) -> None:
           f"re-run on {len(b.hosts)} other hosts; {len(b.dmz_replaced)} steps replaced on other DMZ hosts")
     top = ", ".join(f"{name} x{n}" for name, n in kinds.most_common(8))
     print(f"  re-run commands by name: {top}")
-    print()
 
 
 def _verdict(results: list[Result], check: bool) -> int:
