@@ -42,7 +42,7 @@ def generated_hosts(workers: int, stack_file: Path = ROOT / "Pulumi.dev.yaml") -
             h["address"] = str(dmz[10 + len(kept)])
         kept.append(h)
     for i in range(1, workers + 1):
-        kept.append({"name": f"worker-{i}", "address": str(dmz[256 + i]), "zone": "dmz", "roles": ["worker"]})
+        kept.append({"name": f"worker-{i}", "address": str(dmz_address(i)), "zone": "dmz", "roles": ["worker"]})
     return kept
 
 
@@ -117,11 +117,62 @@ def measure(workers: int, policy: bool) -> Result:
     return result
 
 
+@dataclass
+class BlastRadius:
+    """What adding one worker to a stack of `workers` changes in the existing deployment."""
+
+    workers: int
+    resources: int  # custom resources of the bigger stack
+    changed: list[tuple[str, str, str]]  # (op, type, name) of existing resources that change
+    hosts: list[str]  # addresses of the hosts whose remote steps re-run (the new worker excluded)
+    dmz_replaced: list[str]  # remote steps replaced on DMZ hosts other than the new worker
+
+    @property
+    def commands(self) -> list[str]:
+        return [name for _, typ, name in self.changed if typ.startswith("command:remote:")]
+
+
+def blast_radius(workers: int) -> BlastRadius:
+    """Run the program for `workers` and `workers + 1` workers as the engine would see it (unchanged resources
+    keep their outputs: certificates, keys), then diff the second run against the first as `pulumi up` does
+    (lab/state.py: a trigger change replaces, another input change updates)."""
+    from lab.state import ReplayMocks, diff, from_registrations
+
+    mocks = ReplayMocks()
+    runs = [run_program("dev", overrides=overrides(n), mocks=mocks) for n in (workers, workers + 1)]
+    for n, run in zip((workers, workers + 1), runs, strict=True):
+        if run.error is not None:
+            raise SystemExit(f"the program failed for {n} workers: {run.error}")
+    before = {r.urn: r for r in from_registrations(runs[0].registrations)}
+    after = from_registrations(runs[1].registrations)
+    new_host = str(dmz_address(workers + 1))
+    dmz = ipaddress.ip_network(ZONES["dmz"])
+    changes = [c for c in diff(before, after) if c.op in ("update", "replace")]
+    remote = [c.resource for c in changes if c.resource.remote and c.resource.host != new_host]
+    dmz_replaced = [f"{r.name} ({r.host})" for c, r in ((c, c.resource) for c in changes)
+                    if c.op == "replace" and r.remote and r.host != new_host and _in(r.host, dmz)]
+    return BlastRadius(workers, len(after), [(c.op, c.resource.type, c.resource.name) for c in changes],
+                       sorted({r.host for r in remote}), sorted(dmz_replaced))
+
+
+def _in(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False
+
+
+def dmz_address(worker: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_network(ZONES["dmz"])[256 + worker]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 20, 200])
     parser.add_argument("--policy", action="store_true", help="also time the policy pack's analysis")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--blast", type=int, default=200, metavar="N",
+                        help="measure adding one worker to N workers (0: skip)")
     args = parser.parse_args(argv)
     run_program("dev")  # warm-up: imports and template compilation are not what we measure
     results = [measure(n, args.policy) for n in args.sizes]
@@ -132,7 +183,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         pol = f"  {r.policy_seconds:8.2f}" if r.policy_seconds is not None else ("  not run" if args.policy else "")
         print(f"{r.workers:8d} {r.seconds:8.2f} {r.resources:10d} {r.commands:9d} {r.chain:6d} "
               f"{'/'.join(map(str, r.per_worker)):>23}" + pol)
+    if args.blast:
+        print()
+        print_blast(blast_radius(args.blast))
     return _verdict(results, args.check)
+
+
+def print_blast(b: BlastRadius) -> None:
+    ops = Counter(op for op, _, _ in b.changed)
+    kinds = Counter(name.rsplit("-", 1)[-1] if name.startswith("worker-") else name for name in b.commands)
+    print(f"adding one worker to {b.workers}: {len(b.changed)} of {b.resources} existing resources change "
+          f"({', '.join(f'{n} {op}' for op, n in sorted(ops.items()))}); {len(b.commands)} remote commands "
+          f"re-run on {len(b.hosts)} other hosts; {len(b.dmz_replaced)} steps replaced on other DMZ hosts")
+    top = ", ".join(f"{name} x{n}" for name, n in kinds.most_common(8))
+    print(f"  re-run commands by name: {top}")
 
 
 def _verdict(results: list[Result], check: bool) -> int:

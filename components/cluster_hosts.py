@@ -28,8 +28,26 @@ def hosts_entries(s: Settings) -> list[tuple[str, str]]:
     return entries
 
 
-def etc_hosts_script(s: Settings) -> str:
-    return render("hosts/etc_hosts.sh.j2", entries=hosts_entries(s))
+def worker_only(host: Host) -> bool:
+    """A worker-only node: the kind of host the cluster grows by."""
+    return set(host.roles) == {"worker"}
+
+
+def host_entries(s: Settings, host: Host) -> list[tuple[str, str]]:
+    """The /etc/hosts entries `host` needs, none of which grows with the number of workers: its own name,
+    the names it resolves (the API endpoint's host, the registry's hostname, the load balancers) and, on a
+    platform host (not a worker-only node), the platform hosts and the Rancher hostname. The API server
+    reaches kubelets by InternalIP first (control_plane.py: kubelet-preferred-address-types), flannel and
+    kube-proxy by address: no host resolves a worker's name but the worker itself. Pods still resolve every
+    inventory name through CoreDNS's hosts block (hosts_entries)."""
+    wanted = {host.name, s.api_host, s.registry_hostname, s.api_load_balancer_name}
+    if not worker_only(host):
+        wanted |= {h.name for h in s.hosts if not worker_only(h)} | {s.rancher_hostname}
+    return [(address, name) for address, name in hosts_entries(s) if name in wanted]
+
+
+def etc_hosts_script(s: Settings, host: Host) -> str:
+    return render("hosts/etc_hosts.sh.j2", entries=host_entries(s, host))
 
 
 def etc_hosts_undo() -> str:
@@ -41,7 +59,7 @@ def etc_hosts_step(s: Settings, host: Host, key: pulumi.Input[str], parent: pulu
     return HostStep(
         f"{host.name}-etc-hosts",
         HostStepArgs(host=host.name, connection=host_connection(s, host, key),
-                     script=etc_hosts_script(s), delete_script=etc_hosts_undo(), use_sudo=needs_sudo(s, host)),
+                     script=etc_hosts_script(s, host), delete_script=etc_hosts_undo(), use_sudo=needs_sudo(s, host)),
         opts=pulumi.ResourceOptions(parent=parent),
     )
 

@@ -1,5 +1,16 @@
 """HostFirewall: one nftables ruleset per host, derived from the port catalogue and the inventory.
 
+Two files, two steps, so that growing the cluster does not reload any ruleset:
+  * the ruleset (`<host>-firewall`, FIREWALL_PATH): the table, its chains and its rules. Every rule takes its
+    sources from a named set (`ip saddr @src3_v4`): the file names no address and changes only when the
+    catalogue, the host's roles or the port settings change;
+  * the members (`<host>-firewall-members`, MEMBERS_PATH): the sets (`type ipv4_addr; flags interval`) and
+    their elements, `flush set` + `add element` in one `nft -f` transaction. Loading it swaps the
+    elements atomically and leaves the table, the chains and conntrack untouched (no connection drops);
+    adding a worker re-runs only this step on the hosts that admit it.
+The ruleset `include`s the members file, so a reload of the ruleset (and the boot unit) loads both in
+one transaction. The members step runs first: the ruleset's `nft -c` needs the file.
+
 The ruleset is a dedicated table `inet containercloud` with an input chain (policy drop;
 established/related, loopback and ICMP errors accepted; SSH only from the deployer or the bastion;
 then the catalogue's flows that end on this host, and the stack's firewallExtraRules). It is loaded
@@ -33,6 +44,9 @@ from policy.rules.ports import DOCS, FLOWS, Flow, destination_applies, resolve_p
 
 TYPE = "containercloud:net:HostFirewall"
 RULESET_PATH = "/etc/containercloud/firewall.nft"
+MEMBERS_PATH = "/etc/containercloud/firewall-members.nft"
+TABLE = "inet containercloud"
+FAMILIES = (("ip", "ipv4_addr", "v4"), ("ip6", "ipv6_addr", "v6"))
 UNIT = "containercloud-firewall.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
 DEFAULT_POLICY = "drop"
@@ -168,15 +182,30 @@ def _comment(text: str) -> str:
     return f'"{clean}"'
 
 
-def _rule_view(rule: FirewallRule) -> dict[str, Any]:
-    # sources are already normalised CIDRs (collapse): an IPv6 one is the one with a colon
-    families = [("ip", [n for n in rule.sources if ":" not in n]), ("ip6", [n for n in rule.sources if ":" in n])]
+def set_name(index: int, suffix: str) -> str:
+    """The named set holding rule `index`'s sources of one address family."""
+    return f"src{index}_{suffix}"
+
+
+def _rule_view(index: int, rule: FirewallRule) -> dict[str, Any]:
+    """Both families always, each from its own set (empty when the rule has no source of that family), so
+    the ruleset's text does not depend on which addresses the sources hold."""
     return {
         "port": rule.port,
         "protocol": rule.protocol,
-        "families": [(fam, nets) for fam, nets in families if nets],
+        "families": [(fam, set_name(index, suffix)) for fam, _, suffix in FAMILIES],
         "comment": _comment(f"{rule.purpose} [{rule.source}]"),
     }
+
+
+def _set_views(rules: list[FirewallRule]) -> list[dict[str, Any]]:
+    # sources are already normalised CIDRs (collapse): an IPv6 one is the one with a colon
+    views = []
+    for i, rule in enumerate(rules):
+        for fam, typ, suffix in FAMILIES:
+            nets = [n for n in rule.sources if (":" in n) == (fam == "ip6")]
+            views.append({"name": set_name(i, suffix), "type": typ, "elements": nets})
+    return views
 
 
 def runs_docker(host: Host, rancher_mode: str) -> bool:
@@ -188,11 +217,25 @@ def render_ruleset(p: FirewallPlan) -> str:
     family = "ip6" if ":" in p.host.address else "ip"
     forward = {"family": family, "address": p.host.address} if p.docker else None
     return render("firewall/ruleset.nft.j2", host=p.host.name, zone=p.host.zone, roles=p.host.roles,
-                  default_policy=DEFAULT_POLICY, rules=[_rule_view(r) for r in p.rules], forward=forward)
+                  default_policy=DEFAULT_POLICY, rules=[_rule_view(i, r) for i, r in enumerate(p.rules)],
+                  forward=forward, members_path=MEMBERS_PATH, table=TABLE)
 
 
-def firewall_props(p: FirewallPlan, ruleset: str) -> dict[str, Any]:
-    """The props contract the policy pack reads (all config-derived, known at preview)."""
+def render_members(p: FirewallPlan) -> str:
+    """The sets' definitions and contents: what `nft -f` swaps in one transaction."""
+    return render("firewall/members.nft.j2", host=p.host.name, table=TABLE, sets=_set_views(p.rules))
+
+
+def as_loaded(ruleset: str, members: str) -> str:
+    """The ruleset as `nft -f` loads it: the members file in place of its `include` line (self-contained:
+    what the policy pack judges and what `nft -c` checks without the host's files)."""
+    return ruleset.replace(f'include "{MEMBERS_PATH}"\n', members.rstrip("\n") + "\n", 1)
+
+
+def firewall_props(p: FirewallPlan, ruleset: str, members: str) -> dict[str, Any]:
+    """The props contract the policy pack reads (all config-derived, known at preview). `ruleset` is the
+    ruleset as loaded (the members file in place of its include); `rulesetFile` and `members` are the two
+    files as the hosts receive them."""
     return {
         "host": p.host.name,
         "zone": p.host.zone,
@@ -201,7 +244,9 @@ def firewall_props(p: FirewallPlan, ruleset: str) -> dict[str, Any]:
         "defaultPolicy": DEFAULT_POLICY,
         "forwardFiltered": p.docker,
         "rules": [r.props() for r in p.rules],
-        "ruleset": ruleset,
+        "ruleset": as_loaded(ruleset, members),
+        "rulesetFile": ruleset,
+        "members": members,
         "publicPorts": list(p.public_ports),
         "zones": dict(p.zones),
         # What the zone rules judge sources against, kept small: the whole inventory on every host would
@@ -220,15 +265,26 @@ def firewall_props(p: FirewallPlan, ruleset: str) -> dict[str, Any]:
 class HostFirewallArgs:
     plan: FirewallPlan
     step: HostStepArgs
+    members: HostStepArgs
 
     @staticmethod
     def from_settings(s: Settings, host: Host, ssh_private_key: pulumi.Input[str]) -> HostFirewallArgs:
         p = plan(s, host)
         ruleset = render_ruleset(p)
-        names = {"host": host.name, "ruleset_path": RULESET_PATH, "unit": UNIT, "unit_path": UNIT_PATH}
+        names = {"host": host.name, "ruleset_path": RULESET_PATH, "unit": UNIT, "unit_path": UNIT_PATH,
+                 "members_path": MEMBERS_PATH, "table": TABLE}
+        connection = host_connection(s, host, ssh_private_key)
+        members = HostStepArgs(
+            host=host.name,
+            connection=connection,
+            script=render("firewall/members.sh.j2", **names),
+            delete_script=render("firewall/members_delete.sh.j2", **names),
+            files=[HostFile(MEMBERS_PATH, render_members(p), "0600")],
+            use_sudo=needs_sudo(s, host),
+        )
         step = HostStepArgs(
             host=host.name,
-            connection=host_connection(s, host, ssh_private_key),
+            connection=connection,
             script=render("firewall/apply.sh.j2", **names),
             delete_script=render("firewall/delete.sh.j2", **names),
             files=[
@@ -237,20 +293,24 @@ class HostFirewallArgs:
             ],
             use_sudo=needs_sudo(s, host),
         )
-        return HostFirewallArgs(plan=p, step=step)
+        return HostFirewallArgs(plan=p, step=step, members=members)
 
 
 class HostFirewall(pulumi.ComponentResource):
     """`containercloud:net:HostFirewall`: the nftables input policy of one host."""
 
     step: HostStep
+    members: HostStep
 
     def __init__(self, name: str, args: HostFirewallArgs, opts: Optional[pulumi.ResourceOptions] = None):
         ruleset = next(f.content for f in args.step.files if f.path == RULESET_PATH)
-        props = firewall_props(args.plan, ruleset)
+        members = next(f.content for f in args.members.files if f.path == MEMBERS_PATH)
+        props = firewall_props(args.plan, ruleset, members)
         super().__init__(TYPE, name, props, opts)
         self.host = args.plan.host.name
-        self.ruleset = ruleset
-        self.step = HostStep(name, args.step, pulumi.ResourceOptions(parent=self))
+        self.ruleset = props["ruleset"]
+        self.members = HostStep(f"{name}-members", args.members, pulumi.ResourceOptions(parent=self))
+        self.step = HostStep(name, args.step,
+                             pulumi.ResourceOptions(parent=self, depends_on=[self.members.command]))
         # The stack policy (every host firewalled) reads outputs: who is covered, and how.
         self.register_outputs({k: props[k] for k in ("host", "zone", "address", "roles", "defaultPolicy")})

@@ -214,7 +214,7 @@ class WorkerNode(pulumi.ComponentResource):
         restart_on = ["/etc/containerd/config.toml", f"{UNITS}/containerd.service", f"{BIN}/containerd",
                       f"{BIN}/containerd-shim-runc-v2", "/usr/local/sbin/runc"]
         fetch = artifacts.fetch_script(s, step_id, bins)  # verified before any file is written
-        script = (etc_hosts_script(s) if own_hosts_block else "") \
+        script = (etc_hosts_script(s, host) if own_hosts_block else "") \
             + render("worker/runtime.sh.j2", host=host.name, sysctl_file=SYSCTL_FILE, paths=restart_on)
         delete = render("worker/runtime_undo.sh.j2", sysctl_file=SYSCTL_FILE, modules_file=MODULES_FILE) \
             + artifacts.cleanup_script(s, step_id, bins) + (etc_hosts_undo() if own_hosts_block else "")

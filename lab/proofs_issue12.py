@@ -30,7 +30,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
+from components.firewall import MEMBERS_PATH, RULESET_PATH
 from lab import registry as lab_registry
+from policy.rules.artifacts import expand_includes, parse_sets
 
 DOCKER = ["docker", "--host", "unix:///run/docker.sock"]
 POD_NETNS = "cclab-pod"
@@ -217,12 +219,14 @@ def dnat_ruleset(cluster_ip: str, port: int, to_addr: str, to_port: int) -> str:
 
 
 def without_flow(ruleset: str, source: str, port: int | str) -> str:
-    """The ruleset minus its input rule `ip saddr { <source> } tcp dport <port> accept` (exactly one)."""
-    needle = f"saddr {{ {source} }} tcp dport {port} accept"
+    """The ruleset (as loaded: its members file included) minus its input rule for `<source>` to tcp `<port>`
+    (exactly one): `ip saddr { <source> } ...` or `ip saddr @<set> ...` with a set holding only `<source>`."""
+    sets = [name for name, elements in parse_sets(ruleset).items() if elements == [source]]
+    needles = [f"saddr {{ {source} }} tcp dport {port} accept"] + [f"saddr @{n} tcp dport {port} accept" for n in sets]
     lines = ruleset.splitlines(keepends=True)
-    kept = [ln for ln in lines if needle not in ln]
+    kept = [ln for ln in lines if not any(needle in ln for needle in needles)]
     if len(lines) - len(kept) != 1:
-        raise ValueError(f"expected one rule '{needle}' in the ruleset, found {len(lines) - len(kept)}")
+        raise ValueError(f"expected one rule '{needles[0]}' in the ruleset, found {len(lines) - len(kept)}")
     return "".join(kept)
 
 
@@ -230,7 +234,8 @@ def pods_proof(lab: Any, settings: Any) -> str:
     host = settings.control_plane_hosts[0]
     gateway, pod, prefix = pod_addresses(settings.pod_cidr)
     cluster_ip, api_port = settings.kubernetes_service_ip, settings.api_server_port
-    ruleset = _text(lab.run(host.name, ["cat", "/etc/containercloud/firewall.nft"]).stdout)
+    files = {path: _text(lab.run(host.name, ["cat", path]).stdout) for path in (RULESET_PATH, MEMBERS_PATH)}
+    ruleset = expand_includes(files[RULESET_PATH], files)  # as loaded: `nft -f -` reads no include then
     old = without_flow(ruleset, settings.pod_cidr, api_port)
     tls = [f"{PKI}/ca.crt", f"{PKI}/apiserver-kubelet-client.crt", f"{PKI}/apiserver-kubelet-client.key",
            cluster_ip, "/readyz"]

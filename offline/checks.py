@@ -21,6 +21,7 @@ from cryptography import x509
 from offline.engine import ProgramRun
 from offline.engine.mocks import unwrap
 from offline.hosts import PlacedFile, Step
+from policy.rules.artifacts import expand_includes
 
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".mount", ".path", ".target")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
@@ -356,8 +357,9 @@ def check_all(run: ProgramRun, files: list[PlacedFile], steps: list[Step]) -> li
                 checks.append(verify_chain(target, f.content, cas, tmp))
         elif is_kubeconfig(f.content):
             checks += check_kubeconfig(target, f.content, cas)
-        elif is_ruleset(f):
-            checks.append(check_ruleset(target, f.content))
+        elif is_ruleset(f):  # as `nft -f` loads it on the host: its includes are that host's placed files
+            placed = {g.path: g.content for g in files if g.host == f.host and g.content is not None}
+            checks.append(check_ruleset(target, expand_includes(f.content, placed)))
         elif is_script(f) and not f.secret:
             checks.append(check_script(target, f.content))
     for host in sorted({f.host for f in files}):

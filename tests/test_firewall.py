@@ -4,6 +4,7 @@ and the README's port table."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shutil
 import subprocess
@@ -13,8 +14,10 @@ from typing import Any
 import pytest
 
 from components.config import parse_settings
+from components.firewall import MEMBERS_PATH, as_loaded
 from offline.engine import load_stack_config, run_program
 from offline.engine.runner import PROJECT, ProgramRun
+from policy.rules.artifacts import expand_includes, parse_ruleset
 from policy.rules.ports import FLOWS, PORT_SETTINGS, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,16 +113,23 @@ def test_flannel_port_and_extra_rules_are_settings() -> None:
 
 
 def test_ruleset_renders_every_rule(dev: ProgramRun) -> None:
+    """Each planned rule is in the ruleset as loaded, its sets holding exactly its sources; the ruleset file the
+    host receives names no address (the members file holds them all)."""
     for host, props in firewalls(dev).items():
-        text = props["ruleset"]
-        assert text.count("table inet containercloud") == 3  # create, delete, define: one atomic replace
+        text, file = props["ruleset"], props["rulesetFile"]
+        assert file.count("table inet containercloud") == 3  # create, delete, define: one atomic replace
+        assert f'include "{MEMBERS_PATH}"' in file and as_loaded(file, props["members"]) == text
         assert "policy drop;" in text and 'iifname "lo" accept' in text and "ct state established,related" in text
         assert ("hook forward" in text) == props["forwardFiltered"]  # Docker hosts only (issue 12.6)
+        rules = [r for c in parse_ruleset(text) if c.hook == "input" for r in c.rules if not r.baseline]
         for rule in props["rules"]:
-            port = int(rule["port"]) if isinstance(rule["port"], float) else rule["port"]
-            line = next((ln for ln in text.splitlines() if f"{rule['protocol']} dport {port} accept" in ln
-                         and all(s in ln for s in rule["sources"])), None)
-            assert line, f"{host}: {rule} not rendered"
+            port = str(int(rule["port"]) if isinstance(rule["port"], float) else rule["port"])
+            loaded = {s for r in rules if r.protocol == rule["protocol"] and r.dports == [port]
+                      for s in r.saddr or []}
+            assert set(rule["sources"]) <= loaded, f"{host}: {rule} not rendered"
+        for rule in rules:
+            assert not rule.missing_sets and "@" in rule.text, rule.text
+        assert not re.search(r"saddr\s+\{|\d+\.\d+\.\d+\.\d+/", file.split("table inet containercloud {", 1)[1])
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
@@ -139,7 +149,19 @@ def test_host_scripts_pass_shellcheck(dev: ProgramRun, tmp_path: Path) -> None:
     assert "nft -f /etc/containercloud/firewall.nft" in step["script"]
     assert "nft delete table inet containercloud" in step["deleteScript"]
     files = {f["path"]: f for f in step["files"]}
-    assert files["/etc/containercloud/firewall.nft"]["content"] == firewalls(dev)["master-1"]["ruleset"]
+    assert files["/etc/containercloud/firewall.nft"]["content"] == firewalls(dev)["master-1"]["rulesetFile"]
+    members = dev.named("master-1-firewall-members", "containercloud:host:HostStep").plain_inputs
+    assert [f["path"] for f in members["files"]] == [MEMBERS_PATH]
+    assert members["files"][0]["content"] == firewalls(dev)["master-1"]["members"]
+    for key in ("script", "deleteScript"):
+        path = tmp_path / f"members-{key}.sh"
+        path.write_text("#!/usr/bin/env bash\nchanged() { :; }\n" + members[key])
+        done = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout
+    # the ruleset step waits for the members step: its `nft -c` reads the members file
+    fw_cmd = dev.named("master-1-firewall", "command:remote:Command")
+    members_cmd = dev.named("master-1-firewall-members", "command:remote:Command")
+    assert members_cmd.urn in fw_cmd.dependencies
 
 
 # --- issue 12.5 / 12.6 ------------------------------------------------------------------------------------
@@ -166,3 +188,48 @@ def test_docker_hosts_filter_the_forward_path_with_the_same_allow_list(dev: Prog
         assert fws[host]["forwardFiltered"] is False and "hook forward" not in fws[host]["ruleset"]
     # helm mode: Rancher runs on the cluster (ingress-nginx on the host network), no Docker on its host
     assert firewalls(dev_helm)["rancher-1"]["forwardFiltered"] is False
+
+
+# --- issue 16: membership in named sets, loaded without reloading the ruleset -----------------------------------
+
+def _nft(netns_script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["unshare", "--net", "bash", "-c", netns_script], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.skipif(not shutil.which("nft") or not shutil.which("unshare"), reason="nft or unshare missing")
+def test_a_new_member_is_loaded_into_the_sets_without_reloading_the_ruleset(tmp_path: Path) -> None:
+    """With the real nft in a private network namespace: the ruleset file (with its include of the members
+    file) loads; the members file of a bigger stack then swaps the sets' elements in place: the table, chains
+    and rules keep their handles (nothing was reloaded) and the new worker is in the VXLAN set."""
+    small, big = (run_program("dev", {"hosts": _hosts_plus(n)}) for n in (0, 1))
+    assert small.error is None and big.error is None
+    before, after = firewalls(small)["worker-1"], firewalls(big)["worker-1"]
+    assert before["rulesetFile"] == after["rulesetFile"] and before["members"] != after["members"]
+    members = tmp_path / "members.nft"
+    members.write_text(before["members"])
+    ruleset = tmp_path / "firewall.nft"
+    ruleset.write_text(before["rulesetFile"].replace(MEMBERS_PATH, str(members)))
+    (tmp_path / "members-big.nft").write_text(after["members"])
+    listing = "nft -a list table inet containercloud"
+    done = _nft(f"set -e; nft -c -f {ruleset}; nft -f {ruleset}; {listing} > {tmp_path}/one;"
+                f" cp {tmp_path}/members-big.nft {members}; nft -c -f {members}; nft -f {members}; nft -f {members};"
+                f" {listing} > {tmp_path}/two")
+    if done.returncode != 0 and "Operation not permitted" in done.stderr:
+        pytest.skip("nft needs CAP_NET_ADMIN")
+    assert done.returncode == 0, done.stderr
+    one, two = (tmp_path / "one").read_text(), (tmp_path / "two").read_text()
+    handles = [ln for ln in one.splitlines() if "# handle" in ln and "elements" not in ln and "set " not in ln]
+    assert handles and all(ln in two for ln in handles)  # the same chains and rules, the same handles
+    assert NEW_ADDRESS not in one and NEW_ADDRESS in two
+    vxlan = next(c for c in parse_ruleset(expand_includes(after["rulesetFile"], {MEMBERS_PATH: after["members"]}))
+                 if c.hook == "input").rules
+    assert any(r.dports == ["8472"] and f"{NEW_ADDRESS}/32" in (r.saddr or []) for r in vxlan)
+
+
+NEW_ADDRESS = "203.0.113.99"
+
+
+def _hosts_plus(extra: int) -> list[dict[str, Any]]:
+    hosts: list[dict[str, Any]] = json.loads(load_stack_config("dev").values["container-cloud:hosts"])
+    return hosts + [{"name": "worker-9", "address": NEW_ADDRESS, "zone": "dmz", "roles": ["worker"]}][:extra]

@@ -15,9 +15,10 @@ from pulumi_policy import EnforcementLevel, PolicyResource, ResourceValidationAr
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from components.firewall import MEMBERS_PATH
 from offline.engine.runner import ProgramRun
 from policy.rules import credentials, hardening, host_artifacts, network, pki, rbac
-from policy.rules.artifacts import exec_start, host_files, parse_ruleset
+from policy.rules.artifacts import exec_start, expand_includes, host_files, parse_ruleset
 from policy.rules.common import HOST_FIREWALL, HOST_STEP, REMOTE_COMMAND
 
 FW = HOST_FIREWALL
@@ -351,7 +352,10 @@ def _loaded(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
     if done.returncode != 0:
         pytest.skip(f"cannot load a ruleset in a private netns here: {done.stderr.strip()}")
     chains: dict[str, list[tuple[str, Any, Any, Optional[str]]]] = {}  # nft -j lists every chain, then every rule
-    for item in json.loads(done.stdout)["nftables"]:
+    items = json.loads(done.stdout)["nftables"]
+    # named sets with the elements the kernel holds (nft -j lists sets before the rules that use them)
+    sets = {i["set"]["name"]: {"set": i["set"].get("elem", [])} for i in items if "set" in i}
+    for item in items:
         if "chain" in item:
             chains[item["chain"]["name"]] = [(f"policy {item['chain'].get('policy')}", None, None, None)]
         elif "rule" in item:
@@ -361,7 +365,10 @@ def _loaded(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
             for e in item["rule"]["expr"]:
                 left = e.get("match", {}).get("left", {})
                 if left.get("payload", {}).get("field") == "saddr":
-                    saddr = _collapsed(_nft_values(e["match"]["right"]))
+                    right = e["match"]["right"]
+                    if isinstance(right, str) and right.startswith("@"):
+                        right = sets[right[1:]]
+                    saddr = _collapsed(_nft_values(right))
                 if left.get("payload", {}).get("field") == "dport":
                     dports, proto = sorted(_nft_values(e["match"]["right"])), left["payload"]["protocol"]
                 if left.get("meta", {}).get("key") == "l4proto":
@@ -384,9 +391,13 @@ def _parsed(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
 
 @pytest.mark.skipif(not shutil.which("nft") or not shutil.which("unshare"), reason="nft or unshare missing")
 def test_nft_parser_agrees_with_nft(dev: ProgramRun, ha: ProgramRun) -> None:
-    rulesets = {f"{run.stack}:{f.host}": f.content for run in (dev, ha) for reg in run.of_type(HOST_STEP)
-                for f in host_files(reg.plain_inputs) if f.path.endswith(".nft") and f.content}
-    assert len(rulesets) >= 19
+    """Each host's ruleset file, loaded with its members file (the include), as parsed vs as nft loads it."""
+    files = [(run.stack, f) for run in (dev, ha) for reg in run.of_type(HOST_STEP)
+             for f in host_files(reg.plain_inputs) if f.path.endswith(".nft") and f.content]
+    members = {f"{stack}:{f.host}": f.content or "" for stack, f in files if f.path == MEMBERS_PATH}
+    rulesets = {f"{stack}:{f.host}": expand_includes(f.content or "", {MEMBERS_PATH: members[f"{stack}:{f.host}"]})
+                for stack, f in files if f.path != MEMBERS_PATH}
+    assert len(rulesets) >= 13 and all("@src" in text for text in rulesets.values())
     extra = rulesets["dev:master-1"].replace(
         '\t\tiifname "lo" accept\n',
         '\t\tiifname "lo" accept\n\t\ttcp dport 8080 accept\n\t\tip saddr 0.0.0.0/0 udp dport { 8472, 10250-10259 } '

@@ -41,6 +41,7 @@ SCHED_CONFIG = "/etc/kubernetes/kube-scheduler.yaml"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBELET_UNIT = "/etc/systemd/system/kubelet.service"
 NFT = "/etc/containercloud/firewall.nft"
+MEMBERS = "/etc/containercloud/firewall-members.nft"
 HOSTS_TOML = "/etc/containerd/certs.d/harbor.corp.example/hosts.toml"
 HARBOR_YML = "/etc/containercloud/registry/harbor.yml.in"  # harbor.yml with password placeholders
 DOCKER_UNIT = "/etc/systemd/system/docker.service"
@@ -113,6 +114,23 @@ def ruleset_edit(stack_name: str, host: str, change: Callable[[str], str]) -> Ed
 
     def build(runs: Runs) -> list[Registration]:
         firewall = copy.deepcopy(_find(runs[stack_name], FW, f"{host}-firewall"))
+        firewall.inputs["ruleset"] = change(firewall.inputs["ruleset"])
+        return step(runs) + [firewall]
+    return build
+
+
+def members_edit(stack_name: str, host: str, *changes: Callable[[str], str]) -> Edit:
+    """An edit of a host's firewall members (the sets' contents): the members step's file and the HostFirewall's
+    `members` and loaded `ruleset` props, which hold the same text."""
+    def change(text: str) -> str:
+        for c in changes:
+            text = c(text)
+        return text
+    step = file_edit(stack_name, f"{host}-firewall-members", MEMBERS, change)
+
+    def build(runs: Runs) -> list[Registration]:
+        firewall = copy.deepcopy(_find(runs[stack_name], FW, f"{host}-firewall"))
+        firewall.inputs["members"] = change(firewall.inputs["members"])
         firewall.inputs["ruleset"] = change(firewall.inputs["ruleset"])
         return step(runs) + [firewall]
     return build
@@ -374,20 +392,34 @@ CORPUS: list[Variant] = [
     V("ruleset-interface-accept", file_edit("dev", "master-1-firewall", NFT, add_accept('iifname "eth0" accept')),
       "host-firewall-ruleset", "accepts every port from any source"),
     V("ruleset-dmz-kubelet-any-source",
-      file_edit("dev", "worker-1-firewall", NFT, sub(r"\{ 198\.51\.100\.11/32 \} tcp dport 10250",
-                                                     "{ 0.0.0.0/0 } tcp dport 10250")),
+      file_edit("dev", "worker-1-firewall", NFT, sub(r"ip saddr @src\w+ tcp dport 10250",
+                                                     "ip saddr { 0.0.0.0/0 } tcp dport 10250")),
       "host-firewall-ruleset", "accepts 10250 from 0.0.0.0/0"),
     V("ruleset-dmz-vxlan-any-source",
-      file_edit("dev", "worker-1-firewall", NFT, sub(r"ip saddr \{[^}]*\} udp dport 8472", "udp dport 8472")),
+      file_edit("dev", "worker-1-firewall", NFT, sub(r"ip saddr @src\w+ udp dport 8472", "udp dport 8472")),
       "host-firewall-ruleset", "accepts 8472 from any source"),
     V("ruleset-etcd-from-a-network",
-      file_edit("dev", "master-1-firewall", NFT, sub(r"\{ 198\.51\.100\.11/32 \} tcp dport 2379",
-                                                     "{ 198.51.100.0/24 } tcp dport 2379")),
+      file_edit("dev", "master-1-firewall", NFT, sub(r"ip saddr @src\w+ tcp dport 2379",
+                                                     "ip saddr { 198.51.100.0/24 } tcp dport 2379")),
       "host-firewall-ruleset", "etcd client port 2379 accepts 198.51.100.0/24"),
-    V("ruleset-kubelet-from-a-wide-network",
-      file_edit("dev", "worker-2-firewall", NFT, sub(r"\{ 10\.244\.0\.0/16 \} tcp dport 10250",
-                                                     "{ 10.0.0.0/8 } tcp dport 10250")),
+    # the members: the sets' contents, judged with the rules that use them (the HostFirewall carries both files)
+    V("members-kubelet-from-a-wide-network",
+      members_edit("dev", "worker-2", sub(r"(add element inet containercloud src\w+) \{ 10\.244\.0\.0/16 \}",
+                                          r"\1 { 10.0.0.0/8 }")),
       "host-firewall-ruleset", "kubelet API port 10250 accepts 10.0.0.0/8"),
+    V("members-etcd-from-a-network",
+      members_edit("dev", "master-1", sub(r"(add element inet containercloud src\w+) \{ 198\.51\.100\.11/32 \}",
+                                          r"\1 { 198.51.100.0/24 }")),
+      "host-firewall-ruleset", "etcd client port 2379 accepts 198.51.100.0/24",
+      {"etcd-ports-members-only"}),
+    V("members-any-source",
+      file_edit("dev", "worker-1-firewall-members", MEMBERS,
+                sub(r"(add element inet containercloud src\w+) \{ [^}]* \}", r"\1 { 0.0.0.0/0 }")),
+      "host-firewall-ruleset", "holds 0.0.0.0/0"),
+    V("members-set-missing",
+      members_edit("dev", "master-1", sub(r"^\tset src1_v4 .*\n", ""),
+                   sub(r"^(flush set|add element) \S+ \S+ src1_v4.*\n", "", 2)),
+      "host-firewall-ruleset", "which the loaded ruleset does not define", {"host-firewall-default-drop"}),
     V("template-dmz-to-controller-manager",
       ruleset_edit("dev", "master-1", add_accept("ip saddr { 203.0.113.21/32 } tcp dport 10257 accept")),
       "zone-matrix", "is open to DMZ sources 203.0.113.21/32"),
@@ -398,7 +430,7 @@ CORPUS: list[Variant] = [
       ruleset_edit("dev", "rancher-1", add_accept("tcp dport 9443 accept")),
       "no-any-source-inside", "9443/tcp", {"host-firewall-ruleset", "zone-matrix"}),
     V("template-dmz-vxlan-any-source",
-      ruleset_edit("dev", "worker-3", sub(r"ip saddr \{[^}]*\} udp dport 8472", "ip saddr 0.0.0.0/0 udp dport 8472")),
+      ruleset_edit("dev", "worker-3", sub(r"ip saddr @src\w+ udp dport 8472", "ip saddr 0.0.0.0/0 udp dport 8472")),
       "cluster-ports-never-public", "opens flannel VXLAN port 8472 to any source on a dmz host",
       {"host-firewall-ruleset"}),
     V("template-default-accept",
@@ -562,7 +594,8 @@ CORPUS: list[Variant] = [
     V("dmz-kubelet-open-to-any",
       config_change("dev", {"firewallExtraRules": [{"hosts": ["worker-1"], "port": 10250, "protocol": "tcp",
                                                      "sources": ["0.0.0.0/0"], "purpose": "audit"}]}, FW),
-      "cluster-ports-never-public", "opens kubelet API port 10250 to any source on a dmz host"),
+      "cluster-ports-never-public", "opens kubelet API port 10250 to any source on a dmz host",
+      {"host-firewall-ruleset"}),  # the HostFirewall's files, its members read into its sets
 ]
 
 

@@ -111,7 +111,7 @@ Variant = tuple[str, Callable[[], list[Registration]], set[str], str]
 VARIANTS: list[Variant] = [
     ("etcd-client-to-dmz",
      lambda: run_program("dev", extra(["master-1"], 2379, ["203.0.113.0/24"])).registrations,
-     {"zone-matrix", "etcd-ports-members-only"}, "mandatory"),
+     {"zone-matrix", "etcd-ports-members-only", "host-firewall-ruleset"}, "mandatory"),
     ("dmz-to-rancher-8080",
      lambda: run_program("dev", extra(["rancher"], 8080, ["203.0.113.21/32"])).registrations,
      {"zone-matrix"}, "mandatory"),
@@ -120,7 +120,7 @@ VARIANTS: list[Variant] = [
      {"etcd-ports-members-only"}, "mandatory"),
     ("any-source-on-inside",
      lambda: run_program("dev", extra(["rancher-1"], 8443, ["0.0.0.0/0"])).registrations,
-     {"no-any-source-inside", "zone-matrix"}, "mandatory"),
+     {"no-any-source-inside", "zone-matrix", "host-firewall-ruleset"}, "mandatory"),
     ("firewall-default-accept",
      lambda: mutate(stack("dev"), FW, "worker-1-firewall", ("defaultPolicy",), "accept"),
      {"every-host-firewalled"}, "mandatory"),

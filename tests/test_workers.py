@@ -13,7 +13,7 @@ import tomllib
 import pytest
 import yaml
 
-from components.cluster_hosts import etc_hosts_script, etc_hosts_undo, hosts_entries
+from components.cluster_hosts import etc_hosts_script, etc_hosts_undo, host_entries, hosts_entries, worker_only
 from components.config import parse_settings
 from offline.engine.runner import ProgramRun, load_stack_config, run_program
 from tests.k8s_support import (
@@ -100,12 +100,12 @@ def test_etc_hosts_block_is_managed_idempotently(stack, tmp_path):
     run, s = stack
     w = s.control_plane_hosts[0]  # its own step; workers run the same block inside their runtime step
     st = step(run, f"{w.name}-etc-hosts")
-    block = etc_hosts_script(s)
+    block = etc_hosts_script(s, w)
     assert block in inner_script(st.command["create"])
     for worker in s.worker_hosts:
         if not (worker.has("etcd") or worker.has("control-plane")):
             runtime = step(run, f"{worker.name}-runtime")
-            assert block in inner_script(runtime.command["create"])
+            assert etc_hosts_script(s, worker) in inner_script(runtime.command["create"])
             assert etc_hosts_undo() in inner_script(runtime.command["delete"])
     create, delete = inner_script(st.command["create"]), inner_script(st.command["delete"])
     # the body without the marker bookkeeping (that writes under /var/lib): cut at the marker lines
@@ -124,10 +124,10 @@ def test_etc_hosts_block_is_managed_idempotently(stack, tmp_path):
     one = (tmp_path / "one").read_text()
     assert one == (tmp_path / "two").read_text()
     assert one.startswith(original) and one.count("# BEGIN containercloud") == 1
-    for address, name in hosts_entries(s):
+    for address, name in host_entries(s, w):
         assert f"{address} {name}\n" in one
-    for h in s.hosts:
-        assert f"{h.address} {h.name}\n" in one
+    for h in s.hosts:  # the platform hosts, never a worker-only node (their names grow with the cluster)
+        assert (f"{h.address} {h.name}\n" in one) == (not worker_only(h) or h.name == w.name)
     if s.api_load_balancer_name:
         assert "198.51.100.100 api.k8s.corp.example\n" in one
         assert "203.0.113.100 harbor.corp.example\n" in one
@@ -246,3 +246,19 @@ def test_pods_resolve_the_platform_names_through_coredns(dev: ProgramRun) -> Non
     assert ("203.0.113.10", "harbor.corp.example") in lines  # the registry, for pulls and the mirror
     assert ("198.51.100.10", "rancher.corp.example") in lines  # Rancher in docker mode, for the agents
     assert ("fallthrough",) in lines  # everything else still goes to the site's DNS
+
+
+def test_a_worker_resolves_only_what_it_uses(stack):
+    """A worker's /etc/hosts block holds its own name, the API endpoint's and the registry's, and no other
+    node: adding a worker changes no other host's block. Pods still resolve every inventory name (CoreDNS)."""
+    run, s = stack
+    workers = [h for h in s.hosts if worker_only(h)]
+    for worker in workers:
+        names = {name for _, name in host_entries(s, worker)}
+        assert worker.name in names and s.registry_hostname in names
+        assert s.api_host in names or s.api_host not in {n for _, n in hosts_entries(s)}  # an address needs none
+        assert not names & {w.name for w in workers if w.name != worker.name}
+        runtime = inner_script(step(run, f"{worker.name}-runtime").command["create"])
+        for other in workers:
+            assert (f"{other.address} {other.name}\n" in runtime) == (other.name == worker.name)
+    assert {name for _, name in hosts_entries(s)} >= {h.name for h in s.hosts}

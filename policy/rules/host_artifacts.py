@@ -23,17 +23,20 @@ from urllib.parse import urlsplit
 from .artifacts import (
     Command,
     HostFile,
+    NftRule,
     effective,
     holds_credentials,
     host_files,
+    included_paths,
     load_json,
     load_toml,
     load_yaml,
     parse_ruleset,
+    parse_sets,
     shell_commands,
 )
 from .artifacts import yaml_line as _yaml_line
-from .common import HOST_STEP, as_int, get
+from .common import HOST_FIREWALL, HOST_STEP, as_int, get
 
 Report = Callable[..., None]
 
@@ -370,11 +373,21 @@ def validate_kubelet_files(args: Any, report: Report) -> None:
 # --- the host firewall as loaded (zone design) ----------------------------------------------------------
 
 
-def _ruleset_problems(f: HostFile) -> list[str]:
+def _ruleset_problems(f: HostFile, includes: Optional[dict[str, str]] = None) -> list[str]:
+    """What is wrong with the ruleset in `f`, loaded with `includes` (path -> text).
+
+    A rule takes its sources from named sets (components/firewall.py): the set contents are judged where they
+    are known — a ruleset whose `include`d members file is given (the HostFirewall's props carry both files),
+    or a set-only members file on its own (no element may be any source). A ruleset judged without its
+    include (the ruleset step alone) is judged on its structure; a set it uses that nothing it loads could
+    define fails closed."""
     assert f.content is not None
-    chains = [c for c in parse_ruleset(f.content) if c.hook == "input"]
+    chains = [c for c in parse_ruleset(f.content, includes) if c.hook == "input"]
+    if not chains and not parse_ruleset(f.content, includes):
+        return _members_problems(f, includes)
     if not chains:
         return [f"{_where(f, 1)}: the ruleset has no input base chain; the host accepts everything"]
+    unresolved = bool(included_paths(f.content)) and includes is None  # the sets come from a file not given
     problems = []
     for chain in chains:
         if chain.policy != "drop":
@@ -383,20 +396,39 @@ def _ruleset_problems(f: HostFile) -> list[str]:
         for rule in chain.rules:
             if rule.verdict != "accept" or rule.baseline:
                 continue
-            ports = ",".join(rule.dports) or "every port"
-            if rule.saddr is None:
-                problems.append(f"{_where(f, rule.line)}: `{rule.text}` accepts {ports} from any source; every "
-                                "accept names its source networks (zone design)")
-                continue
-            anywhere = [s for s in rule.saddr if s.endswith("/0") or s in ("0.0.0.0", "::")]
-            if anywhere:
-                problems.append(f"{_where(f, rule.line)}: `{rule.text}` accepts {ports} from {anywhere[0]} "
-                                "(any source; zone design)")
-            for port in _cluster_ports(rule.dports):
-                wide = [s for s in rule.saddr if _prefix(s) < 16 or (port in (2379, 2380) and _prefix(s) < 32)]
-                if wide and not anywhere:
-                    problems.append(f"{_where(f, rule.line)}: {CLUSTER_PORTS[port]} port {port} accepts "
-                                    f"{', '.join(wide)}; only named hosts may reach it (zone design)")
+            problems += _accept_problems(f, rule, unresolved)
+    return problems
+
+
+def _members_problems(f: HostFile, includes: Optional[dict[str, str]]) -> list[str]:
+    assert f.content is not None
+    problems = []
+    for name, elements in parse_sets(f.content, includes).items():
+        anywhere = [e for e in elements if e.endswith("/0") or e in ("0.0.0.0", "::")]
+        if anywhere:
+            problems.append(f"{_where(f, 1)}: set {name} holds {anywhere[0]} (any source; zone design)")
+    return problems
+
+
+def _accept_problems(f: HostFile, rule: NftRule, unresolved: bool) -> list[str]:
+    ports = ",".join(rule.dports) or "every port"
+    if rule.saddr is None:
+        return [f"{_where(f, rule.line)}: `{rule.text}` accepts {ports} from any source; every "
+                "accept names its source networks (zone design)"]
+    if rule.missing_sets and not unresolved:
+        return [f"{_where(f, rule.line)}: `{rule.text}` takes its sources from {', '.join(rule.missing_sets)}, "
+                "which the loaded ruleset does not define; its sources cannot be judged (fail closed)"]
+    saddr = [s for s in rule.saddr if s not in rule.missing_sets]
+    anywhere = [s for s in saddr if s.endswith("/0") or s in ("0.0.0.0", "::")]
+    problems = []
+    if anywhere:
+        problems.append(f"{_where(f, rule.line)}: `{rule.text}` accepts {ports} from {anywhere[0]} "
+                        "(any source; zone design)")
+    for port in _cluster_ports(rule.dports):
+        wide = [s for s in saddr if _prefix(s) < 16 or (port in (2379, 2380) and _prefix(s) < 32)]
+        if wide and not anywhere:
+            problems.append(f"{_where(f, rule.line)}: {CLUSTER_PORTS[port]} port {port} accepts "
+                            f"{', '.join(wide)}; only named hosts may reach it (zone design)")
     return problems
 
 
@@ -417,11 +449,28 @@ def _cluster_ports(dports: list[str]) -> Iterator[int]:
 
 def validate_firewall_ruleset(args: Any, report: Report) -> None:
     """The nftables ruleset a host loads: input policy drop; every accept names its sources; no any-source rule;
-    etcd only from single hosts; kubelet, controller, scheduler and VXLAN ports never from wide networks."""
+    etcd only from single hosts; kubelet, controller, scheduler and VXLAN ports never from wide networks.
+    Named sets are read with their contents: the HostFirewall's ruleset file with its members file."""
     for f in _files(args).values():
         if f.path.endswith(".nft") and f.content is not None:
             for problem in _ruleset_problems(f):
                 report(problem)
+    loaded = _firewall_files(args)
+    if loaded is not None:
+        for problem in _ruleset_problems(*loaded):
+            report(problem)
+
+
+def _firewall_files(args: Any) -> Optional[tuple[HostFile, dict[str, str]]]:
+    """A HostFirewall's ruleset file and the files it includes (its members file), as its props carry them."""
+    if args.resource_type != HOST_FIREWALL:
+        return None
+    ruleset, members, host = get(args.props, "rulesetFile"), get(args.props, "members"), get(args.props, "host")
+    if not isinstance(ruleset, str):
+        return None
+    paths = included_paths(ruleset)
+    includes = {paths[0]: members} if paths and isinstance(members, str) else {}
+    return HostFile(str(host), "firewall.nft", "0600", False, ruleset), includes
 
 
 # --- registry clients and Harbor -------------------------------------------------------------------------

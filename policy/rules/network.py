@@ -5,9 +5,11 @@ They read `containercloud:net:HostFirewall` props (config-derived, known at prev
 ruleset, publicPorts, zones: {name: cidr}, etcdPeers: [etcd and control-plane addresses],
 nodeAddresses: [Kubernetes node addresses, on INSIDE hosts], ports}`.
 
-What is judged is `ruleset`: the very text the firewall's HostStep writes to the host and loads with
-`nft -f`, parsed by policy/rules/artifacts/nft.py. The structured `rules` are a summary for people and are
-not judged. The zone, addresses and port settings give the context (which CIDR is the DMZ, who is a member).
+What is judged is `ruleset`: the text `nft -f` loads on the host — the firewall step's ruleset file with
+the members step's file in place of its `include` — parsed by policy/rules/artifacts/nft.py, named sets
+read with their elements (a rule using a set the text does not define is a violation: fail closed).
+The structured `rules` are a summary for people and are not judged. The zone, addresses and port settings
+give the context (which CIDR is the DMZ, who is a member).
 """
 
 from __future__ import annotations
@@ -185,6 +187,10 @@ def validate_default_drop(args: Any, report: Report) -> None:
         if chain.policy != "drop":
             report(f"{host}: ruleset line {chain.line}: input chain {chain.name} has policy "
                    f"{chain.policy or 'accept (default)'}; the input policy must be drop")
+        for rule in chain.rules:
+            if rule.missing_sets:  # fail closed: sources that cannot be read cannot be judged
+                report(f"{host}: ruleset line {rule.line}: `{rule.text}` takes its sources from "
+                       f"{', '.join(rule.missing_sets)}, which the loaded ruleset does not define")
 
 
 def validate_every_host_firewalled(args: Any, report: Report) -> None:

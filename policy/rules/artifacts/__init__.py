@@ -9,10 +9,11 @@ parser reports line numbers, so a finding can say where the problem is.
 
 from .documents import load_json, load_toml, load_yaml, yaml_line
 from .files import HostFile, holds_credentials, host_files
-from .nft import NftChain, NftRule, parse_ruleset
+from .nft import NftChain, NftRule, expand_includes, included_paths, parse_ruleset, parse_sets
 from .units import Command, Flag, effective, exec_start, shell_commands
 
 __all__ = [
-    "Command", "Flag", "HostFile", "NftChain", "NftRule", "effective", "exec_start", "holds_credentials", "host_files",
-    "load_json", "load_toml", "load_yaml", "parse_ruleset", "shell_commands", "yaml_line",
+    "Command", "Flag", "HostFile", "NftChain", "NftRule", "effective", "exec_start", "expand_includes",
+    "holds_credentials", "host_files", "included_paths", "load_json", "load_toml", "load_yaml", "parse_ruleset",
+    "parse_sets", "shell_commands", "yaml_line",
 ]
