@@ -107,9 +107,10 @@ def check_health(lab: Any, settings: Any, members: Sequence[str]) -> str:
 
 
 def _gone(lab: Any, settings: Any, host: str, members: Sequence[str]) -> None:
-    """The removed host's etcd is stopped and its data gone; the others do not list it."""
+    """The removed host's etcd no longer answers (asked from a remaining member: the removal also took the
+    host's etcdctl and certificates away) and its data is gone; `member list` not listing it is check_health's."""
     addr = next(h.address for h in settings.hosts if h.name == host)
-    answer = _etcdctl(lab, host, f"https://{addr}:2379", "endpoint", "health")
+    answer = _etcdctl(lab, members[0], f"https://{addr}:2379", "endpoint", "health")
     if answer.returncode == 0:
         raise ProofFailed(f"etcd on {host} still answers after its removal")
     data = lab.run(host, ["test", "-e", "/var/lib/etcd/member"], check=False)

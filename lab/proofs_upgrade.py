@@ -27,6 +27,7 @@ from lab.proofs_issue12 import ProofFailed
 
 DRAIN = re.compile(r"-rollout-batch-(\d+)$")
 UNCORDON = re.compile(r"-batch-(\d+)-node$")
+REMOVAL = re.compile(r"-node$")  # a node's removal record (rolling.removal), and the uncordon steps
 CONTROL_PLANE = ("kube-apiserver", "controllers")
 NODE = ("runtime", "kubelet")
 
@@ -97,6 +98,8 @@ def check_order(log: Sequence[Entry], cp_hosts: Sequence[str], batches: Sequence
 
 def relevant(entry: Entry, cp_hosts: Sequence[str], nodes: Sequence[str]) -> bool:
     """The log lines of the rollout: control-plane and node steps, the batches' drain and uncordon steps."""
+    if entry.op.startswith("delete"):
+        return False  # the old sides of replacements, after the rollout (their delete is a no-op: marker)
     if DRAIN.search(entry.name) or UNCORDON.search(entry.name):
         return True
     parts = [f"{h}-{s}" for h in cp_hosts for s in CONTROL_PLANE] + [f"{n}-{s}" for n in nodes for s in NODE]
@@ -111,6 +114,16 @@ def format_log(log: Sequence[Entry]) -> list[str]:
     return out
 
 
+def with_version(checksums: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """A copy of a checksums table where every entry of version `old` is also there under `new`."""
+    out = {c: dict(versions) for c, versions in checksums.items()}
+    for versions in out.values():
+        for ver in list(versions):
+            if ver.lstrip("v") == old:
+                versions[ver.replace(old, new)] = dict(versions[ver])
+    return out
+
+
 def serve_bumped(settings: Any, root: Path, version: str) -> Path:
     """The mirror serves `version` too: the lab mirror's files built for it (stand-ins of that version) are
     copied next to the served ones; returns a checksums file holding both versions' lab digests."""
@@ -118,13 +131,20 @@ def serve_bumped(settings: Any, root: Path, version: str) -> Path:
     from lab import mirror as lab_mirror
 
     out = lab_mirror.CACHE / "upgrade"
-    other = lab_mirror.build_mirror(settings.model_copy(update={"kubernetes_version": version}), out / "mirror")
+    out.mkdir(parents=True, exist_ok=True)
+    # the program refuses a version without a digest: while the mirror for `version` is built, its entries
+    # carry the current version's (build_mirror computes and writes the real lab digests of what it builds)
+    current = yaml.safe_load(artifacts.CHECKSUMS_FILE.read_text())
+    placeholder = out / "lab-checksums-placeholder.yaml"
+    placeholder.write_text(yaml.safe_dump(with_version(current, settings.kubernetes_version, version)))
+    with lab_mirror.lab_checksums(placeholder):
+        other = lab_mirror.build_mirror(settings.model_copy(update={"kubernetes_version": version}), out / "mirror")
     for url_path in other.manifest:
         target = root / url_path
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(out / "mirror" / url_path, target)
-    merged = yaml.safe_load(artifacts.CHECKSUMS_FILE.read_text())
+    merged = current
     for component, versions in yaml.safe_load(other.checksums.read_text()).items():
         for ver, files in versions.items():
             merged.setdefault(component, {}).setdefault(ver, {}).update(files)
@@ -144,18 +164,27 @@ def upgrade_order_proof(ctx: Any, extra_hosts: Sequence[dict[str, Any]] = ()) ->
     if ctx.mirror_root is None:
         raise ProofFailed("the lab's mirror root is not known")
     checksums = serve_bumped(s, ctx.mirror_root, version)
-    with lab_mirror.lab_checksums(checksums):
+    with lab_mirror.lab_checksums(checksums):  # the settings check resolves every digest too
         resources = ctx.resources(extra_hosts, changes={"kubernetesVersion": version})
-    new = parse_settings(ctx.raw | {"hosts": list(ctx.raw["hosts"]) + list(extra_hosts), "kubernetesVersion": version})
+        new = parse_settings(ctx.raw | {"hosts": list(ctx.raw["hosts"]) + list(extra_hosts),
+                                        "kubernetesVersion": version})
     names = {h.address: h.name for h in new.hosts}
     ends: list[float] = []
     engine = ctx.engine
-    saved = engine.log
+    saved = engine.log, engine.not_runnable
     engine.log = lambda line: ends.append(time.monotonic())
+    # a node's removal record (`<node>-node`) has no create: on an `up` pulumi-command runs nothing for it (only
+    # its delete needs the API server), so here it settles like any unchanged step and each batch's uncordon
+    # step is logged where the engine reaches it: once its nodes' kubelet steps are done
+    engine.not_runnable = [(p, r) for p, r in saved[1] if p != "*-node"]
     try:
         report = ctx.result.reports["upgrade"] = engine.up(resources)
     finally:
-        engine.log = saved
+        engine.log, engine.not_runnable = saved
+        # as after every other lab `up`, no removal record is in the state: its delete cannot run here
+        for res in resources:
+            if res.remote and REMOVAL.search(res.name) and not UNCORDON.search(res.name):
+                engine.state.forget(res.urn)
     timed = iter(ends)
     log = [Entry(r.status, r.op, names.get(r.host, r.host), r.name, r.reason,
                  next(timed) if r.status in ("ok", "failed") else None, r.duration) for r in report.results]
@@ -173,7 +202,11 @@ def upgrade_order_proof(ctx: Any, extra_hosts: Sequence[dict[str, Any]] = ()) ->
     if faults:
         raise ProofFailed("; ".join(faults))
     filled = [k for k, b in enumerate(batches) if b]
+    print(f"  NOT RUN: the drain steps (rollout-batch-k) and uncordon steps (batch-k-node) on {drain_host}: they "
+          "need a real API server. In the lab a drain step passes at once, so the batches' kubelet steps overlap "
+          "here; on a cluster drain step k+1 first waits until batch k's nodes are Ready with their new fingerprint.")
     return (f"kubernetesVersion {s.kubernetes_version} -> {version} replaced every node's kubelet "
-            f"({len(nodes)} nodes) and the control plane ({', '.join(cp)} one at a time); drain steps on "
+            f"({len(nodes)} nodes) and the control plane ({', '.join(cp)}{' one at a time' if len(cp) > 1 else ''}); "
+            f"drain steps on "
             f"{drain_host} in batch order, batches {filled} each drained before its nodes' runtime/kubelet and "
             f"uncordoned after them; the drain and uncordon steps were NOT run (they need a real API server)")

@@ -255,6 +255,20 @@ def test_upgrade_order_misses_a_node_that_did_not_roll() -> None:
     assert faults == ["w-1-kubelet was not replaced", "batch 2 has no uncordon step in the log"]
 
 
+def test_the_rollout_log_leaves_out_the_old_sides_deletes_and_other_steps() -> None:
+    """After the rollout the engine deletes the replaced drain steps' old sides (in reverse order): they are not
+    part of the order, nor are unrelated steps (firewall, uploads)."""
+    from lab.proofs_upgrade import Entry, check_order, relevant
+
+    log = _upgrade_log() + [Entry("not-run", "delete-replaced", "cp-1", "cp-1-rollout-batch-2"),
+                            Entry("not-run", "delete-replaced", "cp-1", "cp-1-rollout-batch-1"),
+                            Entry("ok", "replace", "w-1", "w-1-firewall", end=9.0)]
+    shown = [e for e in log if relevant(e, ["cp-1", "cp-2"], ["w-1", "w-2"])]
+    assert shown == _upgrade_log()
+    assert check_order(shown, ["cp-1", "cp-2"], [[], ["w-2"], ["w-1"]], "cp-1") == []
+    assert check_order(log, ["cp-1", "cp-2"], [[], ["w-2"], ["w-1"]], "cp-1") != []
+
+
 def test_the_bump_stays_within_the_minor() -> None:
     from lab.proofs_upgrade import bumped
 
@@ -295,3 +309,12 @@ def test_membership_stages_replace_grow_and_remove_only_etcd_steps() -> None:
         [("delete", "cp-3-etcd"), ("replace", "cp-1-etcd"), ("replace", "cp-2-etcd")],
     ]
     assert any(r.name == "cp-3-etc-hosts" for r in previous), "a shrink keeps the host's other steps"
+
+
+def test_the_bumped_version_gets_the_current_entries_and_keeps_them() -> None:
+    from lab.proofs_upgrade import with_version
+
+    table = {"kubernetes-node": {"v1.35.4": {"f": "sha256:1"}}, "etcd": {"3.6.14": {"e": "sha256:2"}}}
+    got = with_version(table, "1.35.4", "1.35.5")
+    assert got["kubernetes-node"] == {"v1.35.4": {"f": "sha256:1"}, "v1.35.5": {"f": "sha256:1"}}
+    assert got["etcd"] == table["etcd"] and "v1.35.5" not in table["kubernetes-node"]
