@@ -205,8 +205,9 @@ def upgrade_order_proof(ctx: Any, extra_hosts: Sequence[dict[str, Any]] = ()) ->
     print(f"  NOT RUN: the drain steps (rollout-batch-k) and uncordon steps (batch-k-node) on {drain_host}: they "
           "need a real API server. In the lab a drain step passes at once, so the batches' kubelet steps overlap "
           "here; on a cluster drain step k+1 first waits until batch k's nodes are Ready with their new fingerprint.")
+    kinds = sorted({e.name.rsplit("-", 1)[1] for e in shown if e.host in nodes and e.name.endswith(NODE)})
     return (f"kubernetesVersion {s.kubernetes_version} -> {version} replaced every node's kubelet "
             f"({len(nodes)} nodes) and the control plane ({', '.join(cp)}{' one at a time' if len(cp) > 1 else ''}); "
             f"drain steps on "
-            f"{drain_host} in batch order, batches {filled} each drained before its nodes' runtime/kubelet and "
+            f"{drain_host} in batch order, batches {filled} each drained before its nodes' {'/'.join(kinds)} steps and "
             f"uncordoned after them; the drain and uncordon steps were NOT run (they need a real API server)")
