@@ -1,8 +1,9 @@
 """Day-two proofs on lab hosts (issue 15): the program's etcd backup step really snapshots etcd, and a
 snapshot restores the keys written before it (docs/restore.md's commands, on a scratch member).
 
-What the lab cannot show here is listed by run.py as NOT RUN: the upgrade order needs a real API server
-(drain, gates, uncordon), and etcd growth and shrinking need a stack change the lab does not make yet.
+The other day-two proofs: etcd growth and shrinking with the program's etcd steps (lab/proofs_membership.py,
+ha) and an upgrade's order from the execution log (lab/proofs_upgrade.py, dev; its drain and uncordon steps
+need a real API server and are logged NOT RUN).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from lab import bare, debrepo, probes, proofs_day_two, proofs_issue12
+from lab import bare, debrepo, probes, proofs_day_two, proofs_issue12, proofs_membership, proofs_upgrade
 from lab import mirror as lab_mirror
 from lab import registry as lab_registry
 from lab.apply import Engine, Executor, Report
@@ -433,7 +433,7 @@ def run(stack: str = "dev", workdir: Optional[Path] = None, log: Callable[[str],
         engine = Engine(executor, log=log)
         try:
             with lab_mirror.lab_checksums(mirror.checksums):
-                ctx = Ctx(result, lab, engine, stack, raw, settings, url)
+                ctx = Ctx(result, lab, engine, stack, raw, settings, url, mirror_root=mirror.root)
                 _phases(ctx, baseline)
                 if stack == "dev":
                     ctx.soft("wrong digest", lambda: wrong_digest_proof(lab, stack, raw, url, mirror.checksums))
@@ -465,9 +465,15 @@ class Ctx:
     url: str
     mocks: ReplayMocks = field(default_factory=ReplayMocks)
     excluded: set[str] = field(default_factory=set)  # step names left out after they failed in `up`
+    mirror_root: Optional[Path] = None  # the directory the lab's mirror serves
 
-    def resources(self, extra_hosts: Sequence[dict[str, Any]] = ()) -> list[Resource]:
-        res = program_resources(self.stack, lab_overrides(self.raw, self.lab, self.url, extra_hosts), self.mocks)
+    def resources(self, extra_hosts: Sequence[dict[str, Any]] = (),
+                  changes: Optional[dict[str, Any]] = None) -> list[Resource]:
+        """The program's resources for the lab's config; `changes`: stack settings changed (a variant stack)."""
+        raw = self.raw | (changes or {})
+        overrides = lab_overrides(raw, self.lab, self.url, extra_hosts) | {
+            k: v for k, v in (changes or {}).items() if k != "hosts"}
+        res = program_resources(self.stack, overrides, self.mocks)
         return [r for r in res if r.name not in self.excluded]
 
     def soft(self, name: str, proof: Callable[[], str]) -> None:
@@ -524,6 +530,10 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
     proofs_issue12.run_all(ctx)
     if ctx.stack == "dev":
         ctx.soft("change and fault", lambda: _change_and_fault(ctx))
+        # on the stack as it stands (with worker-4 added by the change); the ha lab's time goes to etcd membership
+        with phase(result, "upgrade"):
+            ctx.soft("upgrade order", lambda: _guarded(
+                lambda: proofs_upgrade.upgrade_order_proof(ctx, [NEW_WORKER])))
 
     with phase(result, "destroy"):
         gone = result.reports["destroy"] = engine.destroy()
@@ -532,6 +542,11 @@ def _phases(ctx: Ctx, baseline: dict[str, Any]) -> None:
         if r.status == "ok" and "nothing to undo" in r.stdout:
             print(f"  note: {r.host} {r.name}: {_tail_line(r.stdout)}")
     ctx.soft("destroy", lambda: _destroyed(lab, gone, baseline))
+    if len(ctx.settings.etcd_hosts) >= 3:
+        # on the hosts the destroy left clean, with an engine state of its own
+        with phase(result, "etcd membership"):
+            ctx.soft("etcd membership", lambda: _guarded(
+                lambda: proofs_membership.membership_proof(ctx, lambda done: _destroyed(lab, done, baseline))))
 
 
 REGISTRY_IMAGE = ("library/lab-busybox", "1")
@@ -594,6 +609,15 @@ def registry_proof(ctx: Ctx) -> str:
             f"(digest {_text(pushed.stdout).strip()[:19]}…); without the CA file: "
             f"'{_tail_line(_text(refused.stderr))[-90:]}'; with another CA in its place: "
             f"'{_tail_line(_text(untrusted.stderr))[-90:]}'")
+
+
+def _guarded(proof: Callable[[], str]) -> str:
+    """A proof's own failure (a refused assertion, a host command that failed, the program refusing the
+    proof's stack change) as the lab's LabFailure: recorded, and the next phases (destroy) still run."""
+    try:
+        return proof()
+    except Exception as err:  # noqa: BLE001 - any crash of a proof is that proof's failure
+        raise LabFailure(f"{type(err).__name__}: {err}") from err
 
 
 def _nothing_ran(report: Report, what: str) -> str:

@@ -204,3 +204,120 @@ def test_every_node_and_docker_host_gets_iptables_from_the_prerequisites(stack: 
     need = [h for h in s.hosts if h in s.node_hosts or runs_docker(h, s.rancher_mode)]
     assert need and all("iptables" in [p.name for p in prerequisites.packages(s, h)] for h in need)
     assert all("iptables" in prerequisites.script(s, h) for h in need)
+
+
+# --- issue 15: the upgrade's order from the execution log ---------------------------------------------
+
+def _upgrade_log(swap: bool = False, overlap: bool = False, early_kubelet: bool = False,
+                 drain_ran: bool = False) -> list[Any]:
+    from lab.proofs_upgrade import Entry
+
+    def step(host: str, name: str, end: float, took: float = 1.0) -> Entry:
+        return Entry("ok", "replace", host, name, end=end, duration=took)
+
+    def held(name: str) -> Entry:
+        return Entry("ok" if drain_ran else "not-run", "replace", "cp-1", name, reason="needs a real API server")
+
+    log = [step("cp-1", "cp-1-kube-apiserver", 2.0), step("cp-1", "cp-1-controllers", 3.0),
+           step("cp-2", "cp-2-kube-apiserver", 3.5 if overlap else 4.0, 1.8), step("cp-2", "cp-2-controllers", 5.0),
+           held("cp-1-rollout-batch-0"), held("cp-1-rollout-batch-1"),
+           step("w-2", "w-2-runtime", 6.0), step("w-2", "w-2-kubelet", 7.0), held("cp-1-batch-1-node"),
+           held("cp-1-rollout-batch-2"),
+           step("w-1", "w-1-runtime", 6.5), step("w-1", "w-1-kubelet", 7.5), held("cp-1-batch-2-node")]
+    if swap:
+        log[4], log[5] = log[5], log[4]
+    if early_kubelet:
+        log.insert(4, log.pop(11))
+    return log
+
+
+def test_upgrade_order_of_a_right_log_has_no_fault() -> None:
+    from lab.proofs_upgrade import check_order
+
+    assert check_order(_upgrade_log(), ["cp-1", "cp-2"], [[], ["w-2"], ["w-1"]], "cp-1") == []
+
+
+@pytest.mark.parametrize(("kind", "fault"), [
+    ("swap", "drain steps out of batch order: [1, 0, 2]"),
+    ("overlap", "cp-2-kube-apiserver started before cp-1-kube-apiserver ended"),
+    ("early_kubelet", "w-1-kubelet ran before batch 2's drain step"),
+    ("drain_ran", "cp-1-rollout-batch-0 on cp-1 ran: drain/uncordon need a real API server"),
+])
+def test_upgrade_order_faults_are_read_from_the_log(kind: str, fault: str) -> None:
+    from lab.proofs_upgrade import check_order
+
+    faults = check_order(_upgrade_log(**{kind: True}), ["cp-1", "cp-2"], [[], ["w-2"], ["w-1"]], "cp-1")
+    assert fault in faults, faults
+
+
+def test_upgrade_order_misses_a_node_that_did_not_roll() -> None:
+    from lab.proofs_upgrade import check_order
+
+    log = [e for e in _upgrade_log() if e.name not in ("w-1-kubelet", "cp-1-batch-2-node")]
+    faults = check_order(log, ["cp-1", "cp-2"], [[], ["w-2"], ["w-1"]], "cp-1")
+    assert faults == ["w-1-kubelet was not replaced", "batch 2 has no uncordon step in the log"]
+
+
+def test_the_rollout_log_leaves_out_the_old_sides_deletes_and_other_steps() -> None:
+    """After the rollout the engine deletes the replaced drain steps' old sides (in reverse order): they are not
+    part of the order, nor are unrelated steps (firewall, uploads)."""
+    from lab.proofs_upgrade import Entry, check_order, relevant
+
+    log = _upgrade_log() + [Entry("not-run", "delete-replaced", "cp-1", "cp-1-rollout-batch-2"),
+                            Entry("not-run", "delete-replaced", "cp-1", "cp-1-rollout-batch-1"),
+                            Entry("ok", "replace", "w-1", "w-1-firewall", end=9.0)]
+    shown = [e for e in log if relevant(e, ["cp-1", "cp-2"], ["w-1", "w-2"])]
+    assert shown == _upgrade_log()
+    assert check_order(shown, ["cp-1", "cp-2"], [[], ["w-2"], ["w-1"]], "cp-1") == []
+    assert check_order(log, ["cp-1", "cp-2"], [[], ["w-2"], ["w-1"]], "cp-1") != []
+
+
+def test_the_bump_stays_within_the_minor() -> None:
+    from lab.proofs_upgrade import bumped
+
+    assert bumped("1.35.4") == "1.35.5" and bumped("1.36.19") == "1.36.20"
+
+
+# --- issue 15: etcd membership stages from the program's own variant stacks ---------------------------
+
+def test_membership_stages_replace_grow_and_remove_only_etcd_steps() -> None:
+    """The ha stack with the etcd role on cp-1, then cp-1+cp-2, then all three, then cp-3 removed: as the
+    engine diffs them, growing creates the new host's etcd step and replaces the running ones (their delete
+    after a replacement is a no-op: host_step marker), shrinking deletes only cp-3's etcd step."""
+    from lab.proofs_membership import etcd_closure, is_etcd_step, shrink_keeps, stages, variant_hosts
+    from lab.run import stack_raw
+    from lab.state import ReplayMocks, diff, from_registrations
+
+    raw = stack_raw("ha")
+    names = ["cp-1", "cp-2", "cp-3"]
+    mocks = ReplayMocks()
+    applied: dict[str, Any] = {}
+    ops = []
+    previous: list[Any] = []
+    for i, members in enumerate(stages(names)):
+        run = run_program("ha", {"hosts": variant_hosts(raw["hosts"], members, names)}, mocks=mocks)
+        assert run.error is None, run.error
+        wanted = etcd_closure(from_registrations(run.registrations))
+        if i == 3:
+            wanted = shrink_keeps(previous, wanted)
+        assert sorted(r.name for r in wanted if is_etcd_step(r)) == [f"{m}-etcd" for m in members]
+        assert {r.type for r in wanted if r.remote} <= {"command:remote:Command", "command:remote:CopyToRemote"}
+        ops.append(sorted((c.op, c.resource.name) for c in diff(applied, wanted)
+                          if c.op != "same" and is_etcd_step(c.resource)))
+        applied, previous = {r.urn: r for r in wanted}, wanted
+    assert ops == [
+        [("create", "cp-1-etcd")],
+        [("create", "cp-2-etcd"), ("replace", "cp-1-etcd")],
+        [("create", "cp-3-etcd"), ("replace", "cp-1-etcd"), ("replace", "cp-2-etcd")],
+        [("delete", "cp-3-etcd"), ("replace", "cp-1-etcd"), ("replace", "cp-2-etcd")],
+    ]
+    assert any(r.name == "cp-3-etc-hosts" for r in previous), "a shrink keeps the host's other steps"
+
+
+def test_the_bumped_version_gets_the_current_entries_and_keeps_them() -> None:
+    from lab.proofs_upgrade import with_version
+
+    table = {"kubernetes-node": {"v1.35.4": {"f": "sha256:1"}}, "etcd": {"3.6.14": {"e": "sha256:2"}}}
+    got = with_version(table, "1.35.4", "1.35.5")
+    assert got["kubernetes-node"] == {"v1.35.4": {"f": "sha256:1"}, "v1.35.5": {"f": "sha256:1"}}
+    assert got["etcd"] == table["etcd"] and "v1.35.5" not in table["kubernetes-node"]
