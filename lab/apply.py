@@ -361,7 +361,8 @@ class Engine:
                     progress = False
                     for urn in sorted(pending):
                         bad = [d for d in waits[urn] if d in blocked]
-                        if bad:
+                        settled = all(d in done or d in blocked for d in waits[urn])
+                        if bad and settled:  # reported where the engine reaches it: after its other waits
                             pending.discard(urn)
                             self._block(by_urn[urn], blocked, bad[0], report)
                             progress = True
