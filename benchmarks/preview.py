@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
+from benchmarks.fanin import sessions_at_once
 from offline.engine import ProgramRun, run_program
 from offline.engine.runner import ROOT
 
@@ -27,6 +28,7 @@ ZONES = {"inside": "198.51.100.0/24", "dmz": "100.64.0.0/16"}
 KEEP_ROLES = ("rancher", "etcd", "control-plane", "registry")
 TARGET_SECONDS_200 = 15.0
 TARGET_RATIO = 12.0
+MAX_SESSIONS_AT_ONCE = 10
 
 
 def generated_hosts(workers: int, stack_file: Path = ROOT / "Pulumi.dev.yaml") -> list[dict[str, Any]]:
@@ -96,6 +98,7 @@ class Result:
     commands: int
     chain: int
     per_worker: list[int]
+    at_once: int = 0  # the most SSH sessions one host can receive at once in an `up` (benchmarks/fanin.py)
     policy_seconds: Optional[float] = None
 
 
@@ -107,7 +110,8 @@ def measure(workers: int, policy: bool) -> Result:
         raise SystemExit(f"the program failed for {workers} workers: {run.error}")
     per_host = commands_per_host(run)
     per_worker = sorted({per_host.get(f"worker-{i}", 0) for i in range(1, workers + 1)})
-    result = Result(workers, seconds, len(run.registrations), sum(per_host.values()), command_chain(run), per_worker)
+    result = Result(workers, seconds, len(run.registrations), sum(per_host.values()), command_chain(run), per_worker,
+                    max(sessions_at_once(run).values()))
     if policy:
         from offline.policy import run_policy
 
@@ -176,12 +180,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     run_program("dev")  # warm-up: imports and template compilation are not what we measure
     results = [measure(n, args.policy) for n in args.sizes]
-    print(f"{'workers':>8} {'seconds':>8} {'resources':>10} {'commands':>9} {'chain':>6} "
+    print(f"{'workers':>8} {'seconds':>8} {'resources':>10} {'commands':>9} {'chain':>6} {'at once':>7} "
           f"{'cmds run on each worker':>23}"
           + ("  policy s" if args.policy else ""))
     for r in results:
         pol = f"  {r.policy_seconds:8.2f}" if r.policy_seconds is not None else ("  not run" if args.policy else "")
-        print(f"{r.workers:8d} {r.seconds:8.2f} {r.resources:10d} {r.commands:9d} {r.chain:6d} "
+        print(f"{r.workers:8d} {r.seconds:8.2f} {r.resources:10d} {r.commands:9d} {r.chain:6d} {r.at_once:7d} "
               f"{'/'.join(map(str, r.per_worker)):>23}" + pol)
     if args.blast:
         print()
@@ -219,6 +223,11 @@ def _verdict(results: list[Result], check: bool) -> int:
     missed += [] if ok else ["chain"]
     print(f"longest remote-command chain: {', '.join(f'{r.workers} workers: {r.chain}' for r in results)} "
           f"({'the same for every size' if ok else 'GROWS WITH SIZE'})")
+    at_once = max(r.at_once for r in results)
+    ok = at_once <= MAX_SESSIONS_AT_ONCE
+    missed += [] if ok else ["sessions"]
+    print(f"most SSH sessions one host receives at once: {at_once} (target <= {MAX_SESSIONS_AT_ONCE}, OpenSSH's "
+          f"MaxStartups 10) {'ok' if ok else 'MISSED'}")
     return 1 if check and missed else 0
 
 
