@@ -173,8 +173,20 @@ def prepare_upper(upper: Path, *, name: str, address: str, port: int, host_key: 
     put(upper, SYSTEMCTL_REAL, systemctl_standin().read_bytes(), 0o755)
     put(upper, "/usr/bin/systemctl", SYSTEMCTL_TIMERS, 0o755)
     put(upper, "/usr/sbin/modprobe", MODPROBE, 0o755)
-    for path in hidden:
+    for path, stock in ROOT_DOTFILES.items():  # root's shell starts as on a fresh Debian
+        put(upper, path, Path(stock).read_bytes(), 0o644)
+    for path in [*hidden, *(p for p in MACHINE_HOME if os.path.lexists(p))]:
         whiteout(upper, path)
+
+
+# A fresh Debian root's .bashrc and .profile (base-files installs them for root). This machine's own run
+# `pyenv init` at every SSH login, whose shim rehash waits up to 60 s for a lock when logins race: a lab step
+# then took 60 s for nothing a real host does.
+ROOT_DOTFILES = {"/root/.bashrc": "/usr/share/base-files/dot.bashrc",
+                 "/root/.profile": "/usr/share/base-files/dot.profile"}
+# What this machine's root home holds that a fresh host does not (its tools' state and settings).
+MACHINE_HOME = ("/root/.pyenv", "/root/.kube", "/root/.cargo", "/root/.rustup", "/root/.npm", "/root/.npmrc",
+                "/root/.m2", "/root/.config", "/root/.gitconfig")
 
 
 def init_config(*, root: Path, upper: Path, work: Path, state: Path, name: str,

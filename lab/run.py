@@ -34,7 +34,6 @@ PROJECT = "container-cloud"
 ALLOWED_AFTER_DESTROY = (
     "var/lib/apt/", "var/cache/", "var/log/", "root/.ssh/", "root/.cache/", "var/tmp/systemd-",
     "etc/ld.so.cache", "var/lib/dpkg/", "var/lib/systemd/", "run/", "tmp/",
-    "root/.pyenv/",  # the machine's shell profile (pyenv) touches its shims dir at every SSH login
     "etc/group-", "etc/gshadow-", "etc/passwd-", "etc/shadow-",  # shadow-utils' backups of the last edit
     "var/backups/etcd",  # etcd snapshots are data: kept on purpose when the backup step goes (docs/restore.md)
 )
