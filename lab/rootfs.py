@@ -184,9 +184,10 @@ def prepare_upper(upper: Path, *, name: str, address: str, port: int, host_key: 
 # then took 60 s for nothing a real host does.
 ROOT_DOTFILES = {"/root/.bashrc": "/usr/share/base-files/dot.bashrc",
                  "/root/.profile": "/usr/share/base-files/dot.profile"}
-# What this machine's root home holds that a fresh host does not (its tools' state and settings).
-MACHINE_HOME = ("/root/.pyenv", "/root/.kube", "/root/.cargo", "/root/.rustup", "/root/.npm", "/root/.npmrc",
-                "/root/.m2", "/root/.config", "/root/.gitconfig")
+# What this machine's root home holds that a fresh host does not (its tools' settings). Not ~/.pyenv: the
+# lab's own python (the checkout's .venv) runs from it inside the hosts for the registry proof.
+MACHINE_HOME = ("/root/.kube", "/root/.cargo", "/root/.rustup", "/root/.npm", "/root/.npmrc", "/root/.m2",
+                "/root/.config", "/root/.gitconfig")
 
 
 def init_config(*, root: Path, upper: Path, work: Path, state: Path, name: str,
