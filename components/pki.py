@@ -12,7 +12,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_tls as tls
 
-from components.config import Settings
+from components.config import Host, Settings
 
 CA_USES = ["cert_signing", "crl_signing"]
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth"]
@@ -130,14 +130,24 @@ def cluster_certificates(s: Settings) -> list[CertSpec]:
         sans = dict(dns_names=[h.name, "localhost"], ip_addresses=[h.address, "127.0.0.1"])
         specs.append(CertSpec(f"etcd-server-{h.name}", "etcd", "kube-etcd", "peer", **sans))  # type: ignore[arg-type]
         specs.append(CertSpec(f"etcd-peer-{h.name}", "etcd", "kube-etcd-peer", "peer", **sans))  # type: ignore[arg-type]
-    for h in s.node_hosts:
-        specs.append(CertSpec(f"kubelet-server-{h.name}", "kubernetes", f"system:node:{h.name}", "server",
-                              organization="system:nodes", dns_names=[h.name], ip_addresses=[h.address]))
-        specs.append(CertSpec(f"kubelet-client-{h.name}", "kubernetes", f"system:node:{h.name}", "client",
-                              organization="system:nodes"))
+    specs += [kubelet_certificate(h) for h in s.node_hosts]
     specs.append(_registry_cert(s))
     specs.append(_rancher_cert(s))
     return specs
+
+
+def kubelet_name(host: str) -> str:
+    """The spec name of a node's kubelet certificate (its resources: `<name>-key`, `-csr`, `-cert`)."""
+    return f"kubelet-{host}"
+
+
+def kubelet_certificate(h: Host) -> CertSpec:
+    """One certificate per node, as kubernetes-the-hard-way issues it: the kubelet's client identity for the
+    Node authorizer (CN `system:node:<name>`, O `system:nodes`) in its kubeconfig, and its serving certificate
+    (`tlsCertFile`) with the node's name and address as SANs, which the apiserver verifies against
+    `--kubelet-certificate-authority` when it connects (InternalIP first). clientAuth + serverAuth."""
+    return CertSpec(kubelet_name(h.name), "kubernetes", f"system:node:{h.name}", "peer",
+                    organization="system:nodes", dns_names=[h.name], ip_addresses=[h.address])
 
 
 def _registry_cert(s: Settings) -> CertSpec:

@@ -24,7 +24,7 @@ from components.config import Host, Settings
 from components.control_plane import CLUSTER_NAME, skew_guard, unit, version_file
 from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.kubeconfig import kubeconfig
-from components.pki import ClusterPki
+from components.pki import ClusterPki, kubelet_name
 from components.templating import render, to_yaml
 
 PKI = "/etc/kubernetes/pki"
@@ -157,7 +157,7 @@ class WorkerNode(pulumi.ComponentResource):
         # what the node's disruptive steps install: a change re-runs its batch's drain and uncordon steps
         pki = args.pki
         self.fingerprint = rolling.fingerprint([self.runtime_parts, self.kubelet_parts], [
-            pki.certs[f"kubelet-client-{host.name}"].cert_pem, pki.certs["kube-proxy"].cert_pem])
+            pki.certs[kubelet_name(host.name)].cert_pem, pki.certs["kube-proxy"].cert_pem])
         self.member = rolling.Member(host.name, self.fingerprint, node_labels(host))
 
     def configure(self, drain: pulumi.Resource, previous_removal: Optional[pulumi.Resource]) -> list[pulumi.Resource]:
@@ -225,18 +225,17 @@ class WorkerNode(pulumi.ComponentResource):
         s, host, pki = self.args.settings, self.args.host, self.args.pki
         bins = [artifacts.kubernetes_node(s)]
         ca = pki.cas["kubernetes"].cert_pem
-        client = pki.certs[f"kubelet-client-{host.name}"]
-        serving = pki.certs[f"kubelet-server-{host.name}"]
+        kubelet = pki.certs[kubelet_name(host.name)]  # its client identity and its serving certificate
         proxy = pki.certs["kube-proxy"]
         doc = "https://kubernetes.io/docs/reference/command-line-tools-reference/"
         after = ["network-online.target", "containerd.service"]
         files = [
             HostFile(KUBELET_CONFIG, to_yaml(kubelet_config(s, host))),
             HostFile("/etc/kubernetes/kubelet.conf",
-                     kubeconfig(CLUSTER_NAME, s.api_endpoint, ca, f"system:node:{host.name}", client.cert_pem,
-                                client.key_pem), "0600", secret=True),
-            HostFile(f"{PKI}/kubelet.crt", serving.cert_pem),
-            HostFile(f"{PKI}/kubelet.key", serving.key_pem, "0600", secret=True),
+                     kubeconfig(CLUSTER_NAME, s.api_endpoint, ca, f"system:node:{host.name}", kubelet.cert_pem,
+                                kubelet.key_pem), "0600", secret=True),
+            HostFile(f"{PKI}/kubelet.crt", kubelet.cert_pem),
+            HostFile(f"{PKI}/kubelet.key", kubelet.key_pem, "0600", secret=True),
             HostFile(f"{UNITS}/kubelet.service",
                      unit("Kubernetes node agent", f"{BIN}/kubelet", kubelet_flags(host), doc + "kubelet/", after,
                           requires=["containerd.service"])),

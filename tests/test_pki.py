@@ -129,16 +129,38 @@ def test_apiserver_sans_come_from_the_inventory(run: ProgramRun) -> None:
         assert {"198.51.100.11", "198.51.100.12", "198.51.100.13", "198.51.100.100"} <= ips
 
 
-def test_node_identities_and_etcd_members(run: ProgramRun) -> None:
+def test_one_kubelet_certificate_per_node_is_its_client_and_serving_identity(run: ProgramRun, tmp_path: Path) -> None:
+    """kubernetes-the-hard-way's node certificate: CN system:node:<name>, O system:nodes (the Node authorizer),
+    clientAuth + serverAuth, SANs the node's name and address (the apiserver dials InternalIP and verifies
+    the serving certificate against --kubelet-certificate-authority)."""
+    from components.config import parse_settings
+
+    s = parse_settings({k.split(":", 1)[1]: v for k, v in run.config.items()})
+    certs, ca = _certs(run), _cas(run)["kubernetes"]
+    assert not [n for n in certs if n.startswith(("kubelet-client-", "kubelet-server-"))]
+    assert sorted(n for n in certs if n.startswith("kubelet-")) == sorted(f"kubelet-{h.name}" for h in s.node_hosts)
+    for h in s.node_hosts:
+        pem = certs[f"kubelet-{h.name}"]
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        assert _subject(cert, NameOID.COMMON_NAME) == [f"system:node:{h.name}"]
+        assert _subject(cert, NameOID.ORGANIZATION_NAME) == ["system:nodes"]
+        ekus = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        assert ekus == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
+        assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        assert _sans(run, f"kubelet-{h.name}") == ({h.name}, {h.address})
+        for purpose in ("sslclient", "sslserver"):
+            ok = _openssl_verify(tmp_path, ca, pem, purpose)
+            assert ok.returncode == 0, f"{h.name} {purpose}: {ok.stdout} {ok.stderr}"
+        host = subprocess.run(["openssl", "x509", "-noout", "-checkhost", h.name, "-checkip", h.address],
+                              input=pem.encode(), capture_output=True, timeout=30).stdout.decode()
+        assert "does match certificate" in host and "NOT" not in host, host
+    # the three resources of each node's certificate, and nothing else per node in the PKI
+    pki = [r for r in run.registrations if r.parent.endswith("::pki") and r.name.startswith("kubelet-")]
+    assert len(pki) == 3 * len(s.node_hosts)
+
+
+def test_etcd_members(run: ProgramRun) -> None:
     certs = _certs(run)
-    workers = [n[len("kubelet-client-"):] for n in certs if n.startswith("kubelet-client-")]
-    assert workers
-    for node in workers:
-        client = x509.load_pem_x509_certificate(certs[f"kubelet-client-{node}"].encode())
-        assert _subject(client, NameOID.COMMON_NAME) == [f"system:node:{node}"]
-        assert _subject(client, NameOID.ORGANIZATION_NAME) == ["system:nodes"]
-        dns, _ = _sans(run, f"kubelet-server-{node}")
-        assert dns == {node}
     members = [n[len("etcd-server-"):] for n in certs if n.startswith("etcd-server-")]
     assert len(members) == (1 if run.stack == "dev" else 3)
     for member in members:

@@ -296,6 +296,28 @@ def test_pki_system_masters_and_usages() -> None:
     assert run(pki.validate_pki, "containercloud:pki:ClusterPki", masters)
 
 
+def test_pki_a_kubelet_certificate_names_its_node() -> None:
+    """One certificate per node is the kubelet's client identity and its serving certificate."""
+    csr = {"subject": {"commonName": "system:node:worker-1", "organization": "system:nodes"},
+           "dnsNames": ["worker-1"], "ipAddresses": ["100.64.0.21"]}
+    assert run(pki.validate_pki, pki.CERT_REQUEST, csr, name="kubelet-worker-1-csr") == []
+    assert run(pki.validate_pki, pki.CERT_REQUEST, csr | {"ipAddresses": []}, name="kubelet-worker-1-csr")
+    assert run(pki.validate_pki, pki.CERT_REQUEST, csr | {"dnsNames": ["worker-2"]}, name="kubelet-worker-1-csr")
+    wrong_group = csr | {"subject": {"commonName": "system:node:worker-1", "organization": "system:masters"}}
+    assert any("system:nodes" in p for p in run(pki.validate_pki, pki.CERT_REQUEST, wrong_group, name="x-csr"))
+    node = {"name": "kubelet-worker-1", "kind": "peer", "commonName": "system:node:worker-1",
+            "organization": "system:nodes", "usages": ["digital_signature", "key_encipherment", "server_auth",
+                                                       "client_auth"],
+            "dnsNames": ["worker-1"], "ipAddresses": ["100.64.0.21"]}
+    props = {"keyAlgorithm": "RSA", "rsaBits": 2048.0, "caValidityHours": 87600.0, "certificates": [node]}
+    assert run(pki.validate_pki, "containercloud:pki:ClusterPki", props) == []
+    client_only = node | {"kind": "client", "usages": ["digital_signature", "key_encipherment", "client_auth"]}
+    assert any("server_auth" in p for p in run(pki.validate_pki, "containercloud:pki:ClusterPki",
+                                                props | {"certificates": [client_only]}))
+    no_sans = node | {"dnsNames": [], "ipAddresses": []}
+    assert len(run(pki.validate_pki, "containercloud:pki:ClusterPki", props | {"certificates": [no_sans]})) == 2
+
+
 # --- 10. rbac ---------------------------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ CR = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
 NS = "kubernetes:core/v1:Namespace"
 CM = "kubernetes:core/v1:ConfigMap"
 LSC = "tls:index/locallySignedCert:LocallySignedCert"
+CSR = "tls:index/certRequest:CertRequest"
 APISERVER = "/etc/systemd/system/kube-apiserver.service"
 ETCD = "/etc/systemd/system/etcd.service"
 CM_UNIT = "/etc/systemd/system/kube-controller-manager.service"
@@ -532,8 +533,11 @@ CORPUS: list[Variant] = [
     V("team-certificate-is-a-ca", input_edit("ha", LSC, "team-payments-cert", put("isCaCertificate", value=True)),
       "pki-no-issued-ca", "isCaCertificate is true"),
     V("node-certificate-can-sign",
-      input_edit("dev", LSC, "kubelet-server-worker-1-cert", append("allowedUses", value="cert_signing")),
+      input_edit("dev", LSC, "kubelet-worker-1-cert", append("allowedUses", value="cert_signing")),
       "pki-no-issued-ca", "allowedUses has cert_signing"),
+    V("kubelet-certificate-without-node-address",
+      input_edit("dev", CSR, "kubelet-worker-1-csr", put("ipAddresses", value=[])),
+      "pki-strength", "has no IP SAN"),
     # --- stack config changes ------------------------------------------------------------------------------------
     # publicPorts: [10250] itself is refused by the configuration pass (tests/fixtures/bad_stacks/
     # port-public-kubelet.yaml); the ruleset such a change would render is refused here.

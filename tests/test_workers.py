@@ -4,6 +4,7 @@ delete, parallelism (3 vs 100 workers) and the add-ons."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -68,6 +69,9 @@ def test_kubelet_configuration_from_the_rendered_file(stack):
         assert f[cfg["authentication"]["x509"]["clientCAFile"]] == run.outputs["kubernetesCaCertificate"]
         kubeconfig = yaml.safe_load(f[flags["kubeconfig"]])
         assert kubeconfig["clusters"][0]["cluster"]["server"] == s.api_endpoint
+        # one certificate per node: the kubeconfig's client identity is the serving certificate
+        user = kubeconfig["users"][0]["user"]
+        assert base64.b64decode(user["client-certificate-data"]).decode() == f[cfg["tlsCertFile"]]
         props = run.named(w.name, "containercloud:k8s:WorkerNode").plain_inputs
         assert props["kubeletConfig"] == cfg
         assert props == {"host": w.name, "zone": w.zone, "address": w.address, "kubeletConfig": cfg,

@@ -20,6 +20,8 @@ MAX_CA_HOURS = 87600  # 10 years
 MAX_LEAF_HOURS = 17520  # 2 years
 MASTERS = "system:masters"
 MASTERS_CERTS = ("admin", "apiserver-kubelet-client")  # the cluster's own admin and apiserver->kubelet client
+NODE_PREFIX = "system:node:"  # a kubelet's identity for the Node authorizer: CN system:node:<name>, O system:nodes
+NODES = "system:nodes"
 
 
 def key_problems(algorithm: Any, rsa_bits: Any, curve: Any) -> list[str]:
@@ -42,6 +44,24 @@ def _organizations(value: Any) -> list[str]:
     return [v for v in items(value) if isinstance(v, str)]
 
 
+def node_certificate_problems(what: str, common_name: Any, organization: Any, dns_names: Any,
+                              ip_addresses: Any) -> list[str]:
+    """A kubelet's certificate (CN system:node:<name>) is also its serving certificate: the Node authorizer
+    needs O system:nodes, and the apiserver (dialing the node's InternalIP, verifying against
+    --kubelet-certificate-authority) needs the node's name and an address among the SANs."""
+    if not isinstance(common_name, str) or not common_name.startswith(NODE_PREFIX):
+        return []
+    node, problems = common_name[len(NODE_PREFIX):], []
+    if _organizations(organization) != [NODES]:
+        problems.append(f"{what} for {common_name} has O={_organizations(organization)}; the Node authorizer "
+                        f"needs O={NODES}")
+    if node not in items(dns_names):
+        problems.append(f"{what} for {common_name} lacks the SAN DNS:{node}")
+    if not [a for a in items(ip_addresses) if isinstance(a, str)]:
+        problems.append(f"{what} for {common_name} has no IP SAN; the apiserver reaches kubelets by InternalIP")
+    return problems
+
+
 def _cluster_pki_problems(props: Any) -> list[str]:
     problems = key_problems(get(props, "keyAlgorithm"), get(props, "rsaBits"), get(props, "ecdsaCurve"))
     ca_hours = as_int(get(props, "caValidityHours"))
@@ -56,6 +76,12 @@ def _cluster_pki_problems(props: Any) -> list[str]:
             problems.append(f"certificate {name} ({kind}) lacks clientAuth")
         if MASTERS in _organizations(get(cert, "organization")) and name not in MASTERS_CERTS:
             problems.append(f"certificate {name} has O={MASTERS}; only {', '.join(MASTERS_CERTS)} may")
+        common_name = get(cert, "commonName")
+        problems += node_certificate_problems(f"certificate {name}", common_name, get(cert, "organization"),
+                                              get(cert, "dnsNames"), get(cert, "ipAddresses"))
+        if str(common_name).startswith(NODE_PREFIX) and not {"server_auth", "client_auth"} <= set(usages):
+            problems.append(f"certificate {name} is a kubelet's client and serving certificate: it needs "
+                            "client_auth and server_auth")
     return problems
 
 
@@ -69,8 +95,11 @@ def pki_problems(resource_type: str, name: str, props: Any) -> list[str]:
     if resource_type == CERT_REQUEST:
         orgs = _organizations(get(props, "subject", "organization"))
         allowed = {f"{c}-csr" for c in MASTERS_CERTS}
-        if MASTERS in orgs and name not in allowed:
-            return [f"certificate request with O={MASTERS}; only {', '.join(sorted(allowed))} may ask for it"]
+        masters = [f"certificate request with O={MASTERS}; only {', '.join(sorted(allowed))} may ask for it"]
+        node = node_certificate_problems("certificate request", get(props, "subject", "commonName"),
+                                         get(props, "subject", "organization"), get(props, "dnsNames"),
+                                         get(props, "ipAddresses"))
+        return (masters if MASTERS in orgs and name not in allowed else []) + node
     if resource_type == CLUSTER_PKI:
         return _cluster_pki_problems(props)
     if resource_type == TEAM_ACCESS and MASTERS in _organizations(get(props, "organization")):
@@ -79,7 +108,8 @@ def pki_problems(resource_type: str, name: str, props: Any) -> list[str]:
 
 
 def validate_pki(args: Any, report: Report) -> None:
-    """RSA >= 2048 or ECDSA >= P-256, CA validity <= 10 years, serverAuth on server certs, no stray system:masters."""
+    """RSA >= 2048 or ECDSA >= P-256, CA validity <= 10 years, serverAuth on server certs, no stray system:masters,
+    a kubelet's certificate (CN system:node:<name>) in system:nodes with its node's name and address as SANs."""
     for problem in pki_problems(args.resource_type, args.name, args.props):
         report(f"{args.name}: {problem}")
 
