@@ -1,4 +1,4 @@
-"""HostPrerequisites: `containercloud:host:HostPrerequisites` — the first step on every host.
+"""Host prerequisites: `<host>-prerequisites`, a HostStep — the first step on every host.
 
 It checks what every later step assumes: Debian 12 or 13 (the scripts use apt, dpkg and systemd), x86_64
 (every binary is linux-amd64), cgroup v2 on Kubernetes nodes and Docker hosts (kubelet 1.35 defaults
@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_command as command
@@ -27,7 +27,7 @@ from components.config import Host, Settings
 from components.host_step import HostStep, HostStepArgs, host_connection, needs_sudo
 from components.templating import render
 
-TYPE = "containercloud:host:HostPrerequisites"
+OLD_TYPE = "containercloud:host:HostPrerequisites"  # the wrapper component before issue 16 (aliased)
 DEBIAN_RELEASES = ("12", "13")
 ARCHITECTURE = "x86_64"
 GATED_TYPES = ("command:remote:Command", "command:remote:CopyToRemote", "command:local:Command")
@@ -86,37 +86,29 @@ def script(s: Settings, host: Host) -> str:
                   install=s.install_host_packages)
 
 
-@dataclass(frozen=True)
-class HostPrerequisitesArgs:
-    settings: Settings
-    host: Host
-    ssh_private_key: pulumi.Input[str]
+def _old_parent(name: str) -> str:
+    """The URN of the `containercloud:host:HostPrerequisites` component that wrapped the check until issue 16
+    (one resource per host that bought nothing: the policy pack and the preview read the HostStep)."""
+    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{OLD_TYPE}::{name}"
 
 
-def _props(args: HostPrerequisitesArgs) -> dict[str, Any]:
-    s, h = args.settings, args.host
-    return {"host": h.name, "install": s.install_host_packages, "cgroupV2": needs_cgroup_v2(s, h),
-            "packages": [{"name": p.name, "reason": p.reason} for p in packages(s, h)]}
+def check(s: Settings, h: Host, ssh_private_key: pulumi.Input[str]) -> HostStep:
+    """The host's check, a HostStep at the top of the stack. Stacks created before issue 16 hold it (and its
+    Command) under the old wrapper: the alias makes `pulumi up` adopt both, not delete them (a delete would
+    run the step's undo on the host) and create new ones. The Command inherits the alias from its parent
+    (the engine's step generator multiplies a parent's alias into its children's)."""
+    name = f"{h.name}-prerequisites"
+    return HostStep(name, HostStepArgs(
+        host=h.name, connection=host_connection(s, h, ssh_private_key), script=script(s, h),
+        delete_script="# installed packages stay: other software on the host may use them\n",
+        use_sudo=needs_sudo(s, h)), pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=_old_parent(name))]))
 
 
-class HostPrerequisites(pulumi.ComponentResource):
-    """`containercloud:host:HostPrerequisites`: OS, architecture, kernel features and packages of one host."""
-
-    def __init__(self, name: str, args: HostPrerequisitesArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(TYPE, name, _props(args), opts)
-        s, h = args.settings, args.host
-        self.step = HostStep(name, HostStepArgs(
-            host=h.name, connection=host_connection(s, h, args.ssh_private_key), script=script(s, h),
-            delete_script="# installed packages stay: other software on the host may use them\n",
-            use_sudo=needs_sudo(s, h)), pulumi.ResourceOptions(parent=self))
-        self.register_outputs({"host": h.name})
-
-
-def gate(checks: list[HostPrerequisites]) -> command.local.Command:
+def gate(checks: list[HostStep]) -> command.local.Command:
     """One resource on the deployer that completes once every host passed its check."""
     return command.local.Command(
         "host-prerequisites", create="echo every host passed its prerequisites",
-        opts=pulumi.ResourceOptions(depends_on=[c.step for c in checks]))
+        opts=pulumi.ResourceOptions(depends_on=[c.command for c in checks]))
 
 
 def _after(barrier: pulumi.Resource, args: pulumi.ResourceTransformationArgs
@@ -133,8 +125,7 @@ def first_on_every_host(s: Settings, ssh_private_key: pulumi.Input[str]) -> comm
     command and upload registered after it depend on the gate. Call it before any other component (a
     component's children inherit the transformations registered before the component was constructed):
     __main__.py does, as its first resource."""
-    checks = [HostPrerequisites(f"{h.name}-prerequisites", HostPrerequisitesArgs(s, h, ssh_private_key))
-              for h in s.hosts]
+    checks = [check(s, h, ssh_private_key) for h in s.hosts]
     barrier = gate(checks)
     pulumi.runtime.register_stack_transformation(functools.partial(_after, barrier))
     return barrier

@@ -54,7 +54,7 @@ def test_ha_harbor_on_nfs_needs_the_nfs_client() -> None:
 
 def test_every_host_checks_first_and_everything_else_waits_for_all_checks(dev: ProgramRun, ha: ProgramRun) -> None:
     for run in (dev, ha):
-        checks = run.of_type(prerequisites.TYPE)
+        checks = [r for r in run.of_type(STEP) if r.name.endswith("-prerequisites")]
         hosts = {r.plain_inputs["host"] for r in checks}
         assert hosts == {r.plain_inputs["host"] for r in run.of_type("containercloud:net:HostFirewall")}
         gate = run.named("host-prerequisites")
@@ -66,6 +66,29 @@ def test_every_host_checks_first_and_everything_else_waits_for_all_checks(dev: P
             assert gate.urn in r.dependencies, f"{r.name} does not wait for the prerequisites"
         for urn in check_cmds:  # the checks wait for nothing on the hosts
             assert not [d for d in run.by_urn()[urn].dependencies if d.startswith("urn:") and "command:remote" in d]
+
+
+def test_the_check_has_no_wrapper_and_keeps_its_urn_in_existing_stacks(dev: ProgramRun) -> None:
+    """Issue 16: the HostPrerequisites component around the single check went (one resource per host). A stack
+    created before holds `HostPrerequisites$HostStep` and `HostPrerequisites$HostStep$Command` (engine URNs:
+    the whole parent type chain); both must be found by alias, or `pulumi up` would delete the old Command
+    (running the step's undo on the host) and create a new one. The recording monitor computes alias URNs as
+    pulumi's step generator does (the Command's is inherited from its parent's)."""
+    assert not dev.of_type(prerequisites.OLD_TYPE)
+    old_step = f"urn:pulumi:dev::container-cloud::{prerequisites.OLD_TYPE}$" + STEP + "::{}-prerequisites"
+    old_command = f"urn:pulumi:dev::container-cloud::{prerequisites.OLD_TYPE}${STEP}${COMMAND}" + "::{}-prerequisites"
+    hosts = {r.plain_inputs["host"] for r in dev.of_type("containercloud:net:HostFirewall")}
+    assert hosts
+    for h in hosts:
+        step = dev.named(f"{h}-prerequisites", STEP)
+        assert step.parent.endswith("::pulumi:pulumi:Stack::container-cloud-dev")
+        assert old_step.format(h) in step.aliases
+        command = dev.named(f"{h}-prerequisites", COMMAND)
+        assert command.parent == step.urn and old_command.format(h) in command.aliases
+    # nothing else claims an old URN (the engine refuses two resources aliasing one)
+    claimed = [a for r in dev.registrations for a in r.aliases]
+    assert len(claimed) == len(set(claimed))
+    assert len([a for a in claimed if prerequisites.OLD_TYPE in a]) == 2 * len(hosts)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +152,9 @@ def test_install_host_packages_uses_the_configured_repositories(sandbox: Path, t
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
 def test_prerequisite_scripts_pass_shellcheck(dev: ProgramRun, ha: ProgramRun, tmp_path: Path) -> None:
     for run in (dev, ha):
-        for r in run.of_type(prerequisites.TYPE):
+        checks = [r for r in run.of_type(STEP) if r.name.endswith("-prerequisites")]
+        assert checks
+        for r in checks:
             path = tmp_path / f"{r.name}.sh"
             path.write_text("#!/bin/bash\nset -euo pipefail\n" + full_script(run, r.name))
             out = subprocess.run(["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True)

@@ -29,6 +29,9 @@ class Registration:
     additional_secret_outputs: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    # the URNs the engine would look this resource up by in an existing stack's state (its `aliases`, and
+    # those it inherits from its parent's), computed as pulumi's step generator does (alias_urns below)
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def plain_inputs(self) -> dict[str, Any]:
@@ -52,6 +55,7 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
         self._lock = threading.Lock()
+        self._aliases: dict[str, list[str]] = {}  # by URN: a parent registers before its children
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
@@ -88,10 +92,47 @@ class RecordingMonitor(MockMonitor):
             additional_secret_outputs=secret_outputs,
             replace_on_changes=list(request.replaceOnChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            aliases=alias_urns(request, self._aliases.get(request.parent, [])),
         )
         with self._lock:
+            self._aliases[urn] = reg.aliases
             self.registrations.append(reg)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=rid or "", object=obj_proto)
+
+
+def alias_urns(request: Any, parent_aliases: list[str]) -> list[str]:
+    """pulumi/pulumi `pkg/resource/deploy/step_generator.go` (generateAliases, collapseAliasToUrn,
+    inheritedChildAlias): each alias spec with unset fields taken from the resource itself, then each of the
+    parent's aliases multiplied into the child's (its name re-prefixed when it starts with the parent's
+    name). An alias's parent URN contributes its whole qualified type, as in the engine's URNs."""
+    own = list(request.aliasURNs)
+    for alias in request.aliases:
+        if alias.urn:
+            own.append(alias.urn)
+            continue
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        own.append(_urn(spec.name or request.name, spec.type or request.type, parent, spec.project, spec.stack))
+    out = list(own)
+    parent_name = request.parent.rsplit("::", 1)[-1] if request.parent else ""
+    for parent_alias in parent_aliases:
+        for child in [f"::{request.type}::{request.name}", *own]:
+            child_type, child_name = child.split("::")[-2].split("$")[-1], child.rsplit("::", 1)[-1]
+            if child_name.startswith(parent_name):
+                child_name = parent_alias.rsplit("::", 1)[-1] + child_name[len(parent_name):]
+            out.append(_urn(child_name, child_type, parent_alias, "", ""))
+    return list(dict.fromkeys(out))
+
+
+def _urn(name: str, typ: str, parent: str, project: str, stack: str) -> str:
+    from pulumi.runtime.settings import get_project, get_stack
+
+    # the engine never puts the root stack into a type chain (the stock mock monitor's URNs do)
+    parent_type = parent.split("::")[2].removeprefix("pulumi:pulumi:Stack$") if parent else ""
+    if parent_type == "pulumi:pulumi:Stack":
+        parent_type = ""
+    qualified = f"{parent_type}${typ}" if parent_type else typ
+    return f"urn:pulumi:{stack or get_stack()}::{project or get_project()}::{qualified}::{name}"
 
 
 def _is_wrapped(value: Any) -> bool:
