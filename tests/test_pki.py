@@ -159,6 +159,79 @@ def test_one_kubelet_certificate_per_node_is_its_client_and_serving_identity(run
     assert len(pki) == 3 * len(s.node_hosts)
 
 
+def _key(run: ProgramRun, name: str) -> str:
+    (reg,) = [r for r in run.of_type("tls:index/privateKey:PrivateKey") if r.name == f"{name}-key"]
+    return _out(reg, "privateKeyPem")
+
+
+def _handshake(tmp: Path, ca: str, server: tuple[str, str], client: tuple[str, str], hostname: str) -> dict[str, Any]:
+    """A real TLS 1.2+ handshake over a socket pair: the server requires a client certificate from `ca`, the
+    client verifies the server's certificate against `ca` for `hostname` (an IP address checks the IP SANs).
+    Returns the client certificate as the server saw it."""
+    import socket
+    import ssl
+    import threading
+
+    def files(tag: str, pair: tuple[str, str]) -> tuple[str, str]:
+        (tmp / f"{tag}.crt").write_text(pair[0])
+        (tmp / f"{tag}.key").write_text(pair[1])
+        return str(tmp / f"{tag}.crt"), str(tmp / f"{tag}.key")
+
+    (tmp / "ca.crt").write_text(ca)
+    srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    srv.load_cert_chain(*files("server", server))
+    srv.verify_mode = ssl.CERT_REQUIRED
+    srv.load_verify_locations(str(tmp / "ca.crt"))
+    cli = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
+    cli.load_cert_chain(*files("client", client))
+    cli.load_verify_locations(str(tmp / "ca.crt"))
+    a, b = socket.socketpair()
+    seen: dict[str, Any] = {}
+
+    def serve() -> None:
+        try:
+            with srv.wrap_socket(a, server_side=True) as tls:
+                seen.update(tls.getpeercert() or {})
+        except ssl.SSLError as exc:  # the client refused the server's certificate: the caller expects that
+            seen["error"] = str(exc)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        with cli.wrap_socket(b, server_hostname=hostname):
+            pass
+    finally:
+        t.join(timeout=30)
+        a.close()
+        b.close()
+    return seen
+
+
+def test_the_kubelet_certificate_serves_the_apiserver_and_authenticates_to_it(run: ProgramRun, tmp_path: Path) -> None:
+    """What the two connections do with it: the apiserver (apiserver-kubelet-client) dials a kubelet at its
+    address and verifies the serving certificate against the Kubernetes CA (--kubelet-certificate-authority);
+    the kubelet presents the same certificate to the apiserver, which sees system:node:<name> in system:nodes."""
+    import ssl
+
+    from components.config import parse_settings
+
+    s = parse_settings({k.split(":", 1)[1]: v for k, v in run.config.items()})
+    certs, ca = _certs(run), _cas(run)["kubernetes"]
+    apiserver = (certs["kube-apiserver"], _key(run, "kube-apiserver"))
+    apiserver_client = (certs["apiserver-kubelet-client"], _key(run, "apiserver-kubelet-client"))
+    for h in s.node_hosts[:2]:
+        kubelet = (certs[f"kubelet-{h.name}"], _key(run, f"kubelet-{h.name}"))
+        for name in (h.address, h.name):  # InternalIP first, then Hostname (--kubelet-preferred-address-types)
+            seen = _handshake(tmp_path, ca, kubelet, apiserver_client, name)
+            assert ("commonName", "kube-apiserver-kubelet-client") in [a for rdn in seen["subject"] for a in rdn]
+        with pytest.raises(ssl.SSLCertVerificationError):  # another node's address is refused
+            other = next(o for o in s.node_hosts if o.name != h.name)
+            _handshake(tmp_path, ca, kubelet, apiserver_client, other.address)
+        seen = _handshake(tmp_path, ca, apiserver, kubelet, s.control_plane_hosts[0].address)
+        subject = [a for rdn in seen["subject"] for a in rdn]
+        assert ("commonName", f"system:node:{h.name}") in subject and ("organizationName", "system:nodes") in subject
+
+
 def test_etcd_members(run: ProgramRun) -> None:
     certs = _certs(run)
     members = [n[len("etcd-server-"):] for n in certs if n.startswith("etcd-server-")]
