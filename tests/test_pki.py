@@ -154,6 +154,9 @@ def test_one_kubelet_certificate_per_node_is_its_client_and_serving_identity(run
         host = subprocess.run(["openssl", "x509", "-noout", "-checkhost", h.name, "-checkip", h.address],
                               input=pem.encode(), capture_output=True, timeout=30).stdout.decode()
         assert "does match certificate" in host and "NOT" not in host, host
+    # the stack output `certificates` lists one entry per node, with its identity
+    listed = {c["name"]: c["commonName"] for c in run.outputs["certificates"] if c["name"].startswith("kubelet-")}
+    assert listed == {f"kubelet-{h.name}": f"system:node:{h.name}" for h in s.node_hosts}
     # the three resources of each node's certificate, and nothing else per node in the PKI
     pki = [r for r in run.registrations if r.parent.endswith("::pki") and r.name.startswith("kubelet-")]
     assert len(pki) == 3 * len(s.node_hosts)
