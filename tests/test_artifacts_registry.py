@@ -22,6 +22,7 @@ from components import artifacts
 from components.config import ConfigError, parse_settings
 from lab.registry import config_yml, registry_binary
 from offline.engine.runner import ProgramRun, load_stack_config, run_program
+from policy.rules.hardening import registry_problems
 from tests.k8s_support import COMMAND, k8s_steps
 
 COPY = "command:remote:CopyToRemote"
@@ -248,3 +249,17 @@ def test_publish_and_fetch_against_a_real_registry(tmp_path, monkeypatch):
 
     text, rc = phases["fetch-retagged"]
     assert rc != 0 and "digest mismatch" in done.stderr
+
+
+def test_the_policy_refuses_a_fetch_that_skips_certificate_verification(dev):
+    (reg,) = [r for r in dev.of_type("containercloud:host:HostStep") if r.name == "worker-1-runtime"]
+    props = reg.plain_inputs
+    assert registry_problems(reg.type, props) == []
+    (cmd,) = [r for r in dev.children_of(reg.urn) if r.type == COMMAND]
+    create = cmd.plain_inputs["create"]
+    assert "curl -sS --retry 5 --connect-timeout 10 --cacert" in create
+    tampered = {**cmd.plain_inputs, "create": create.replace("curl -sS --retry 5", "curl -ksS --retry 5")}
+    assert registry_problems(cmd.type, tampered) == [
+        "create runs curl without certificate verification ('curl -ksS')"]
+    # the components' own loopback health probes (self-signed /healthz) stay allowed
+    assert registry_problems(cmd.type, {"create": 'curl -fsk "https://127.0.0.1:10257/healthz"'}) == []
