@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -119,9 +120,11 @@ def _pki(tmp: Path) -> None:
              "-subj", "/CN=test-ca", cwd=tmp)
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out", "tls.csr", "-subj",
              f"/CN={HOSTNAME}", cwd=tmp)
-    (tmp / "san.ext").write_text(f"subjectAltName=DNS:{HOSTNAME}\nextendedKeyUsage=serverAuth\n")
+    (tmp / "san.ext").write_text(f"subjectAltName=DNS:{HOSTNAME},IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     _openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
              "tls.crt", "-days", "2", "-extfile", "san.ext", cwd=tmp)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.crt", "-days",
+             "2", "-subj", "/CN=test-token-signer", cwd=tmp)
 
 
 def _tool(tmp: Path, name: str, content: bytes, algorithm: str) -> tuple[artifacts.Binary, bytes]:
@@ -152,12 +155,18 @@ DRIVER = r"""
 set -u
 ip link set lo up
 ip addr add "$ADDRESS/32" dev lo
+if [[ -n ${REALM:-} ]]; then
+  "$PYTHON" "$REALM" 127.0.0.1 8443 "$TMP/tls.crt" "$TMP/tls.key" "$TMP/token.key" "$CREDENTIAL" &
+fi
 "$REGISTRY" serve "$CONFIG" >"$TMP/registry.log" 2>&1 &
 for _ in $(seq 100); do
   curl -s -o /dev/null --cacert "$TMP/ca.crt" --resolve "$HOST:443:127.0.0.1" "https://$HOST/v2/" && break
   sleep 0.1
 done
 phase() { echo "=== $1"; shift; "$@"; echo "=== rc=$?"; }
+# without a token: 401 when the registry uses token auth, 200 when it has none
+phase probe curl -s -o /dev/null -w 'v2=%{http_code}\n' --cacert "$TMP/ca.crt" --resolve "$HOST:443:127.0.0.1" \
+  "https://$HOST/v2/"
 cp "$TMP/bad-upload" "$UPLOAD_A"; cp "$TMP/good-b" "$UPLOAD_B"
 phase publish-tampered bash "$TMP/publish.sh"
 cp "$TMP/good-a" "$UPLOAD_A"; cp "$TMP/good-b" "$UPLOAD_B"
@@ -167,10 +176,27 @@ phase fetch bash "$TMP/fetch.sh"
 phase fetch-again bash "$TMP/fetch.sh"
 # a tag pointing at other bytes (here the empty blob) is refused by the host's digest check
 rm -rf "$TMP/cache/test-fetch"
-curl -sf -o /dev/null -X PUT --cacert "$TMP/ca.crt" --resolve "$HOST:443:127.0.0.1" \
+: >"$TMP/bearer"
+if [[ -n ${REALM:-} ]]; then
+  token=$(curl -sf --cacert "$TMP/ca.crt" -K "$TMP/admin.curlrc" \
+    "https://127.0.0.1:8443/token?service=test-registry&scope=repository:$REPO:pull,push" |
+    sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+  printf 'header = "Authorization: Bearer %s"\n' "$token" >"$TMP/bearer"
+fi
+curl -sf -o /dev/null -X PUT --cacert "$TMP/ca.crt" --resolve "$HOST:443:127.0.0.1" -K "$TMP/bearer" \
   -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$TMP/retag.json" \
   "https://$HOST/v2/$REPO/manifests/$TAG_A"
 phase fetch-retagged bash "$TMP/fetch.sh"
+# what a host's anonymous token allows: pulling, not pushing
+if [[ -n ${REALM:-} ]]; then
+  token=$(curl -sf --cacert "$TMP/ca.crt" \
+    "https://127.0.0.1:8443/token?service=test-registry&scope=repository:$REPO:pull,push" |
+    sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+  printf 'header = "Authorization: Bearer %s"\n' "$token" >"$TMP/bearer"
+  phase anonymous-push curl -s -o /dev/null -w 'put=%{http_code}\n' -X PUT --cacert "$TMP/ca.crt" \
+    --resolve "$HOST:443:127.0.0.1" -K "$TMP/bearer" -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data-binary @"$TMP/retag.json" "https://$HOST/v2/$REPO/manifests/anonymous"
+fi
 kill %1
 """
 
@@ -186,8 +212,20 @@ def _phases(out: str) -> dict[str, tuple[str, int]]:
     return {name: (text, code) for (name, (text, _)), code in zip(phases.items(), codes, strict=True)}
 
 
+def _token_auth(config: str, tmp: Path) -> str:
+    """distribution's `auth.token` (the flow Harbor's token service implements), realm served by token_realm.py."""
+    data = json.loads(config)
+    data["auth"] = {"token": {"realm": "https://127.0.0.1:8443/token", "service": "test-registry",
+                              "issuer": "test-token-issuer", "rootcertbundle": str(tmp / "token.crt")}}
+    return json.dumps(data, indent=2) + "\n"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
-def test_publish_and_fetch_against_a_real_registry(tmp_path, monkeypatch):
+@pytest.mark.parametrize("auth", ["none", "token"])
+def test_publish_and_fetch_against_a_real_registry(tmp_path, monkeypatch, auth):
+    """auth none: the lab's registry as it is. auth token: pushes need a token for the admin's credential
+    (from the 0600 curl config, as on Harbor's host); hosts pull with an anonymous token, like Harbor's public
+    `system` project."""
     tmp = tmp_path
     _pki(tmp)
     a, data_a = _tool(tmp, "toola", b"#!/bin/sh\necho a\n", "sha512")
@@ -203,7 +241,9 @@ def test_publish_and_fetch_against_a_real_registry(tmp_path, monkeypatch):
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", **empty},
         "layers": [{"mediaType": "application/octet-stream", **empty,
                     "annotations": {"org.opencontainers.image.title": a.file}}]}, separators=(",", ":")))
-    (tmp / "admin.curlrc").write_text("")  # the registry here asks for no credential
+    credential = "admin:test-only-password"
+    (tmp / "admin.curlrc").write_text(f'user = "{credential}"\n')
+    (tmp / "admin.curlrc").chmod(0o600)
     (tmp / "uploads").mkdir()
     monkeypatch.setattr(artifacts, "UPLOAD_DIR", str(tmp / "uploads"))
     s = _settings()
@@ -215,14 +255,22 @@ def test_publish_and_fetch_against_a_real_registry(tmp_path, monkeypatch):
     conf.mkdir()
     for f in ("tls.crt", "tls.key"):
         (conf / f).write_bytes((tmp / f).read_bytes())
-    (conf / "config.yml").write_text(config_yml("", 443, str(conf), str(tmp / "data")))
+    config = config_yml("", 443, str(conf), str(tmp / "data"))
+    (conf / "config.yml").write_text(_token_auth(config, tmp) if auth == "token" else config)
     env = dict(os.environ, TMP=str(tmp), REGISTRY=str(registry_binary()), CONFIG=str(conf / "config.yml"),
                HOST=HOSTNAME, ADDRESS=artifacts.registry_address(s), REPO=artifacts.ARTIFACT_REPOSITORY,
-               UPLOAD_A=artifacts.upload_path(a), UPLOAD_B=artifacts.upload_path(b), TAG_A=artifacts.tag(a))
+               UPLOAD_A=artifacts.upload_path(a), UPLOAD_B=artifacts.upload_path(b), TAG_A=artifacts.tag(a),
+               CREDENTIAL=credential, PYTHON=sys.executable,
+               REALM=str(Path(__file__).with_name("token_realm.py")) if auth == "token" else "")
     done = subprocess.run(["unshare", "--net", "bash", "-c", DRIVER], env=env, capture_output=True, text=True,
                           timeout=180)
     phases = _phases(done.stdout)
     print(done.stdout, done.stderr)
+
+    assert phases["probe"][0].strip() == ("v2=401" if auth == "token" else "v2=200")
+    if auth == "token":
+        assert phases["anonymous-push"][0].strip() == "put=401"
+        assert "test-only-password" not in publish + fetch  # the credential stays in its 0600 curl config
 
     text, rc = phases["publish-tampered"]
     assert rc != 0 and "digest mismatch" in done.stdout + done.stderr
