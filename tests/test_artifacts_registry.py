@@ -83,6 +83,9 @@ def test_every_binary_step_waits_for_the_publish_step_and_fetches_from_the_regis
         assert publish.urn in _ancestors(dev, st.command_urn), st.name
         ca = artifacts.fetch_ca_path(st.name)
         assert ca in st.files and "BEGIN CERTIFICATE" in st.files[ca]
+        # the CA is written before the fetch runs, also where the fetch is the prelude (before the step's files)
+        create = st.command["create"]
+        assert create.index(f"put_file {ca} ") < create.index("fetch_artifact()")
         assert f"rm -f {ca}" in st.command["delete"]
         assert "registry:" in st.command["create"] and artifacts.ARTIFACT_REPOSITORY in st.command["create"]
         assert f"--resolve {s.registry_hostname}:443:{artifacts.registry_address(s)}" in st.command["create"]
