@@ -39,7 +39,8 @@ firewalls = [
 registry = Harbor("registry", HarborArgs.from_settings(settings, secrets, pki))
 
 # --- kubernetes: etcd, control plane (apiservers one at a time), nodes (batches), add-ons -----------
-control_plane = ControlPlane("control-plane", ControlPlaneArgs(settings, pki, secrets.ssh_private_key))
+control_plane = ControlPlane("control-plane", ControlPlaneArgs(settings, pki, secrets.ssh_private_key,
+                                                               registry.artifacts_ready))
 nodes = worker_nodes(settings, pki, secrets.ssh_private_key, control_plane.api_ready,
                      control_plane.kube_proxy_kubeconfig)  # rolled out in maxUnavailableWorkers batches
 cluster_name = f"{pulumi.get_project()}-{pulumi.get_stack()}"

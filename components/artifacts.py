@@ -1,7 +1,8 @@
 """Air-gapped artifacts: the bill of materials (binaries with upstream digests, container images) and
 how a host gets them — from the internal HTTP mirror (`artifactsMirrorUrl`, curl on the host) or from
-files on the deployer (`artifactsDirectory`, `remote.CopyToRemote`). Both use one layout:
-`<component>/<version>/<file>`. Every host script verifies the digest before it installs anything.
+files on the deployer (`artifactsDirectory`: copied once to the first registry host, which publishes them
+into the registry, where every host fetches them). Both use one layout: `<component>/<version>/<file>`.
+Every host script verifies the upstream digest before it installs anything.
 
 Digests come from `components/artifacts_checksums.yaml` only; a version without one is refused.
 """
@@ -9,6 +10,7 @@ Digests come from `components/artifacts_checksums.yaml` only; a version without 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,8 @@ import pulumi
 import pulumi_command as command
 import yaml
 
-from components.config import ConfigError, Fault, Settings
+from components.config import ConfigError, Fault, Host, Settings
+from components.host_step import HostFile
 from components.templating import render
 
 T = TypeVar("T")
@@ -213,29 +216,102 @@ def images(s: Settings) -> list[Image]:
 
 
 # --- host delivery --------------------------------------------------------------------------------
+# artifactsMirrorUrl: every host curls each file from the internal HTTP mirror.
+# artifactsDirectory: the deployer copies each file ONCE, to the first registry host (`serving_host`),
+# whose publish step (after Harbor's projects) verifies it and pushes it as a blob into ARTIFACT_REPOSITORY,
+# one tagged manifest per file; every other host fetches the blob from the registry over https through
+# our CA (the catalogue flow `hosts` -> registry 443) and verifies the upstream digest as before. So the
+# bytes pushed from the deployer do not grow with the number of hosts.
+ARTIFACT_REPOSITORY = f"{SYSTEM_PROJECT}/containercloud-artifacts"  # `system` is public: anonymous pulls
+ARTIFACT_TYPE = "application/vnd.containercloud.binary.v1"
+FETCH_CA_DIR = "/etc/containercloud/artifacts"
+
+
+def registry_mode(s: Settings) -> bool:
+    """Whether hosts fetch the binaries from the registry (artifactsDirectory mode)."""
+    return not s.artifacts_mirror_url
+
+
+def tag(b: Binary) -> str:
+    """The tag of `b`'s manifest in ARTIFACT_REPOSITORY (tags allow [A-Za-z0-9_.-])."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{b.name}-{b.version}")
+
+
+def serving_host(s: Settings) -> Host:
+    """The host the deployer uploads the binaries to: the first registry host (it publishes them)."""
+    return s.registry_hosts[0]
+
+
+def registry_address(s: Settings) -> str:
+    """Where hosts reach the registry hostname: its load balancer (ha) or the first registry host."""
+    return s.registry_load_balancer_address or serving_host(s).address
+
 
 def source(s: Settings, b: Binary) -> str:
-    """Where the host takes `b` from: the mirror URL, or the file CopyToRemote put in UPLOAD_DIR."""
+    """Where a host takes `b` from: the mirror URL, or `registry:<tag>`."""
     if s.artifacts_mirror_url:
         return f"{s.artifacts_mirror_url.rstrip('/')}/{b.url_path}"
-    return upload_path(b)
+    return f"registry:{tag(b)}"
 
 
 def upload_path(b: Binary) -> str:
     return f"{UPLOAD_DIR}/containercloud-{b.name}-{b.version}-{b.file}"
 
 
+def fetch_ca_path(step: str) -> str:
+    return f"{FETCH_CA_DIR}/{step}-ca.crt"
+
+
+def registry_client(s: Settings, ca_path: str, address: str = "") -> str:
+    return render("artifacts/registry.sh.j2", hostname=s.registry_hostname, address=address or registry_address(s),
+                  repository=ARTIFACT_REPOSITORY, ca=ca_path)
+
+
 def fetch_script(s: Settings, step: str, bins: list[Binary]) -> str:
     """Shell: verify (and fetch) every binary into the step's cache, then install its members,
     recording changed destinations in CHANGED (so `changed /usr/local/bin/x` restarts services)."""
-    return render("artifacts/fetch.sh.j2", cache=f"{CACHE_DIR}/{step}", uploads=not s.artifacts_mirror_url,
+    client = registry_client(s, fetch_ca_path(step)) if registry_mode(s) else ""
+    return render("artifacts/fetch.sh.j2", cache=f"{CACHE_DIR}/{step}", registry=client, install=True,
                   binaries=[{"b": b, "source": source(s, b)} for b in bins])
 
 
+def fetch_files(s: Settings, step: str, ca_pem: pulumi.Input[str]) -> list[HostFile]:
+    """What the fetch reads before anything else is written: in registry mode the CA the registry's
+    certificate chains to (public), written before the step's prelude."""
+    return [HostFile(fetch_ca_path(step), ca_pem, early=True)] if registry_mode(s) else []
+
+
 def cleanup_script(s: Settings, step: str, bins: list[Binary]) -> str:
-    return render("artifacts/cleanup.sh.j2", cache=f"{CACHE_DIR}/{step}",
-                  uploads=[upload_path(b) for b in bins] if not s.artifacts_mirror_url else [],
+    extra = [fetch_ca_path(step)] if registry_mode(s) else []
+    return render("artifacts/cleanup.sh.j2", cache=f"{CACHE_DIR}/{step}", uploads=extra,
                   destinations=sorted({dest for b in bins for _, dest in b.members}))
+
+
+def publish_script(s: Settings, step: str, ca_path: str, curlrc_path: str, bins: list[Binary]) -> str:
+    """Serving host: verify each uploaded binary into the step's cache (removing the upload), then push it
+    into ARTIFACT_REPOSITORY with the admin's credential (a 0600 curl config) unless it is there already."""
+    items = [{"b": b, "source": upload_path(b), "tag": tag(b)} for b in bins]
+    client = registry_client(s, ca_path, "127.0.0.1")  # Harbor on this host, as its API scripts reach it
+    return (render("artifacts/fetch.sh.j2", cache=f"{CACHE_DIR}/{step}", registry=client, install=False, binaries=items)
+            + render("artifacts/publish.sh.j2", repository=ARTIFACT_REPOSITORY, curlrc=curlrc_path,
+                     artifact_type=ARTIFACT_TYPE, binaries=items))
+
+
+def publish_undo(s: Settings, step: str) -> str:
+    return render("artifacts/cleanup.sh.j2", cache=f"{CACHE_DIR}/{step}",
+                  uploads=[upload_path(b) for b in binaries(s)], destinations=[]) \
+        + f"# the blobs stay in {ARTIFACT_REPOSITORY} (like the images); delete its tags in Harbor to drop them\n"
+
+
+def publish_uploads(s: Settings, connection: command.remote.ConnectionArgs, parent: pulumi.Resource,
+                    ) -> list[pulumi.Resource]:
+    """Directory mode: one CopyToRemote per binary, to the serving host only (one after the other)."""
+    if not registry_mode(s):
+        return []
+    host = serving_host(s)
+    return chained(binaries(s), lambda b, after: copy_to_host(
+        f"{host.name}-artifacts-upload-{b.name}", s, connection, b.url_path, upload_path(b), parent,
+        [b.checksum], after))
 
 
 def copy_to_host(name: str, s: Settings, connection: command.remote.ConnectionArgs, rel_path: str,
@@ -261,15 +337,6 @@ def chained(items: Sequence[T], make: Callable[[T, Optional[pulumi.Resource]], p
     for item in items:
         out.append(make(item, out[-1] if out else None))
     return out
-
-
-def uploads(s: Settings, prefix: str, connection: command.remote.ConnectionArgs, bins: list[Binary],
-            parent: pulumi.Resource) -> list[pulumi.Resource]:
-    """Directory mode: one CopyToRemote per binary."""
-    if s.artifacts_mirror_url:
-        return []
-    return chained(bins, lambda b, after: copy_to_host(
-        f"{prefix}-upload-{b.name}", s, connection, b.url_path, upload_path(b), parent, [b.checksum], after))
 
 
 # --- registry / rancher images ------------------------------------------------------------------------

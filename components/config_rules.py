@@ -384,6 +384,9 @@ def check_artifacts(s: Settings) -> Iterable[Fault]:
         yield 'artifactsMirrorUrl', f"'{url}' is not an http(s) URL"
     if not url and not s.artifacts_directory:
         yield 'artifactsDirectory', "empty and no artifactsMirrorUrl; binaries and images need a source"
+    if not url and not s.registry_hosts:
+        yield 'artifactsDirectory', ("the binaries are copied to the first registry host, which publishes them to "
+                                     "every host: add a host with the registry role, or set artifactsMirrorUrl")
 
 
 def check_day_two(s: Settings) -> Iterable[Fault]:

@@ -9,6 +9,7 @@ endpoint). Upgrades and growth: docs/upgrade.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -41,6 +42,8 @@ class ControlPlaneArgs:
     settings: Settings
     pki: ClusterPki
     ssh_private_key: pulumi.Input[str]
+    # artifactsDirectory mode: the registry's publish step, which the binary steps fetch from
+    artifacts_ready: Sequence[pulumi.Resource] = ()
 
 
 # --- flags (pure functions of the settings: the unit files and the component props use them) -------
@@ -293,11 +296,6 @@ class ControlPlane(pulumi.ComponentResource):
             opts=step_opts(self, depends_on),
         )
 
-    def _uploads(self, host: Host, step: str, bins: list[artifacts.Binary]) -> list[pulumi.Resource]:
-        s = self.args.settings
-        return artifacts.uploads(s, f"{host.name}-{step}", host_connection(s, host, self.args.ssh_private_key),
-                                 bins, self)
-
     # --- etcd -------------------------------------------------------------------------------------
     def _etcd(self, host: Host, previous: list[pulumi.Resource]) -> HostStep:
         s, pki = self.args.settings, self.args.pki
@@ -322,7 +320,8 @@ class ControlPlane(pulumi.ComponentResource):
             endpoint="https://127.0.0.1:2379", paths=[f.path for f in files] + [ETCD_ENV, f"{BIN}/etcd"],
             env_file=ETCD_ENV)
         delete = etcd_remove_script(s, host) + artifacts.cleanup_script(s, step_id, bins)
-        deps = [self.etc_hosts[host.name].command, *previous, *self._uploads(host, "etcd", bins)]
+        files += artifacts.fetch_files(s, step_id, pki.ca_bundle("kubernetes"))  # after `paths`: restarts nothing
+        deps = [self.etc_hosts[host.name].command, *previous, *self.args.artifacts_ready]
         return self._step(host, "etcd", script, delete, files, deps)
 
     # --- kube-apiserver -----------------------------------------------------------------------------
@@ -354,11 +353,12 @@ class ControlPlane(pulumi.ComponentResource):
         ]
         step_id = f"{host.name}-kube-apiserver"
         restart_on = [f.path for f in files if f.path != f"{K8S}/admin.conf"] + [f"{BIN}/kube-apiserver"]
+        files += artifacts.fetch_files(s, step_id, pki.ca_bundle("kubernetes"))
         script = skew_guard(s, host, "kube-apiserver") + artifacts.fetch_script(s, step_id, bins) + render(
             "apiserver/start.sh.j2", host=host.name, port=s.api_server_port, paths=restart_on,
             target=s.kubernetes_version, version_file=version_file("kube-apiserver"))
         delete = render("apiserver/stop.sh.j2") + artifacts.cleanup_script(s, step_id, bins)
-        deps = [self.etc_hosts[host.name].command, *etcd, *self._uploads(host, "kube-apiserver", bins)]
+        deps = [self.etc_hosts[host.name].command, *etcd, *self.args.artifacts_ready]
         return self._step(host, "kube-apiserver", script, delete, files, deps)
 
     # --- controller-manager and scheduler -------------------------------------------------------------

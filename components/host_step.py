@@ -43,6 +43,7 @@ class HostFile:
     content: Any  # str or pulumi.Output[str]
     mode: str = "0644"
     secret: bool = False
+    early: bool = False  # written before the prelude (what the prelude itself reads, e.g. a CA); never secret
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class HostStep(pulumi.ComponentResource):
 
         def scripts(contents: list[str]) -> dict[str, str]:
             files = [
-                {"path": f.path, "mode": f.mode, "content": c, "delimiter": _delimiter(f.path, c)}
+                {"path": f.path, "mode": f.mode, "content": c, "delimiter": _delimiter(f.path, c), "early": f.early}
                 for f, c in zip(plain_files, contents, strict=True)
             ]
             digest = _digest(([args.prelude] if args.prelude else []) + [args.script, args.delete_script]

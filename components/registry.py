@@ -224,6 +224,9 @@ class Harbor(pulumi.ComponentResource):
         first = s.registry_hosts[0]
         projects = self._projects(first)
         self.ready = [self._images(first, projects)]
+        # artifactsDirectory mode: the binaries every host installs, published once (components/artifacts.py)
+        self.artifacts_ready: list[pulumi.Resource] = (
+            [self._publish_artifacts(first, projects).command] if artifacts.registry_mode(s) else [])
         self.register_outputs({"url": self.url, "adminPassword": self.admin_password})
 
     def _shared_secrets(self, name: str) -> list[HostFile]:
@@ -353,6 +356,21 @@ class Harbor(pulumi.ComponentResource):
                                        "# the projects and their images stay in Harbor (its data is kept)\n",
                          files=self._api_files(), use_sudo=needs_sudo(s, host)),
             opts=self._child(list(self.harbor_steps)))
+
+    def _publish_artifacts(self, host: Host, projects: HostStep) -> HostStep:
+        """The deployer's one copy of each binary (to this host only) pushed into the `system` project."""
+        s = self.args.settings
+        conn = host_connection(s, host, self.args.ssh_private_key)
+        step = f"{host.name}-artifacts-publish"
+        ups = artifacts.publish_uploads(s, conn, self)
+        return HostStep(
+            step,
+            HostStepArgs(host=host.name, connection=conn,
+                         script=artifacts.publish_script(s, step, f"{API_DIR}/ca.crt", f"{API_DIR}/admin.curlrc",
+                                                         artifacts.binaries(s)),
+                         delete_script=artifacts.publish_undo(s, step), files=self._api_files(),
+                         use_sudo=needs_sudo(s, host)),
+            opts=self._child([projects] + ups))
 
     def _images(self, host: Host, projects: HostStep) -> HostStep:
         s = self.args.settings

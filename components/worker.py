@@ -211,6 +211,7 @@ class WorkerNode(pulumi.ComponentResource):
                                  "TasksMax=infinity", "OOMScoreAdjust=-999"])),
         ]
         step_id = f"{host.name}-runtime"
+        files += artifacts.fetch_files(s, step_id, pki.cas["kubernetes"].cert_pem)
         restart_on = ["/etc/containerd/config.toml", f"{UNITS}/containerd.service", f"{BIN}/containerd",
                       f"{BIN}/containerd-shim-runc-v2", "/usr/local/sbin/runc"]
         fetch = artifacts.fetch_script(s, step_id, bins)  # verified before any file is written
@@ -218,8 +219,7 @@ class WorkerNode(pulumi.ComponentResource):
             + render("worker/runtime.sh.j2", host=host.name, sysctl_file=SYSCTL_FILE, paths=restart_on)
         delete = render("worker/runtime_undo.sh.j2", sysctl_file=SYSCTL_FILE, modules_file=MODULES_FILE) \
             + artifacts.cleanup_script(s, step_id, bins) + (etc_hosts_undo() if own_hosts_block else "")
-        uploads = artifacts.uploads(s, f"{host.name}-runtime", self.connection, bins, self)
-        return rolling.Parts(script, delete, files, uploads, prelude=fetch)
+        return rolling.Parts(script, delete, files, [], prelude=fetch)
 
     def _kubelet(self) -> rolling.Parts:
         s, host, pki = self.args.settings, self.args.host, self.args.pki
@@ -249,6 +249,7 @@ class WorkerNode(pulumi.ComponentResource):
                           doc + "kube-proxy/")),
         ]
         step_id = f"{host.name}-kubelet"
+        files += artifacts.fetch_files(s, step_id, ca)
         kubelet_paths = [KUBELET_CONFIG, "/etc/kubernetes/kubelet.conf", f"{PKI}/kubelet.crt", f"{PKI}/kubelet.key",
                          f"{UNITS}/kubelet.service", f"{BIN}/kubelet"]
         proxy_paths = [PROXY_CONFIG, "/etc/kubernetes/kube-proxy.conf", f"{UNITS}/kube-proxy.service",
@@ -258,8 +259,7 @@ class WorkerNode(pulumi.ComponentResource):
             "worker/kubelet.sh.j2", host=host.name, kubelet_paths=kubelet_paths, proxy_paths=proxy_paths,
             target=s.kubernetes_version, version_file=version_file("kubelet"))
         delete = render("worker/kubelet_undo.sh.j2") + artifacts.cleanup_script(s, step_id, bins)
-        uploads = artifacts.uploads(s, f"{host.name}-kubelet", self.connection, bins, self)
-        return rolling.Parts(script, delete, files, uploads)
+        return rolling.Parts(script, delete, files, [])
 
 
 def worker_nodes(s: Settings, pki: ClusterPki, ssh_private_key: pulumi.Input[str], api_ready: pulumi.Resource,

@@ -17,7 +17,7 @@ import yaml
 from components import artifacts
 from components.config import ConfigError, parse_settings
 from offline.engine.runner import ProgramRun, load_stack_config, run_program
-from tests.k8s_support import inner_script, k8s_steps, short
+from tests.k8s_support import inner_script, k8s_steps
 
 UPSTREAM_HOSTS = ("dl.k8s.io", "github.com", "ghcr.io", "registry.k8s.io", "docker.io", "quay.io", "googleapis")
 
@@ -90,10 +90,9 @@ def test_nothing_reaches_the_internet(which, request):
                 assert c["image"].startswith("harbor.corp.example/system/")
 
 
-def test_directory_mode_copies_each_binary_and_the_step_removes_it(dev):
+def test_directory_mode_hosts_fetch_from_the_registry_and_the_step_removes_what_it_installed(dev):
     s = _settings()
     copies = dev.of_type("command:remote:CopyToRemote")
-    by_name = {short(r.urn): r.plain_inputs for r in copies}
     steps = {st.name: st for st in k8s_steps(dev)}
     for host, step, bins in [("master-1", "etcd", artifacts.etcd_binaries(s)),
                              ("master-1", "kube-apiserver", artifacts.control_plane_binaries(s)),
@@ -101,19 +100,15 @@ def test_directory_mode_copies_each_binary_and_the_step_removes_it(dev):
                                                       artifacts.cni_plugins(), artifacts.crictl()]),
                              ("worker-2", "kubelet", [artifacts.kubernetes_node(s)])]:
         st = steps[f"{host}-{step}"]
+        # nothing is copied to the host itself: the first registry host serves (tests/test_artifacts_registry.py)
+        assert not [c for c in copies if c.plain_inputs["connection"]["host"] == st.command["connection"]["host"]]
         for b in bins:
-            copy = by_name[f"{host}-{step}-upload-{b.name}"]
-            assert copy["source"]["path"] == f"artifacts/{b.url_path}"
-            assert copy["remotePath"] == artifacts.upload_path(b)
-            assert copy["connection"]["host"] == st.command["connection"]["host"]
-            upload_urn = next(r.urn for r in copies if short(r.urn) == f"{host}-{step}-upload-{b.name}")
-            assert upload_urn in st.dependencies
+            assert f"registry:{artifacts.tag(b)}" in st.command["create"]
             assert f"rm -f {b.members[0][1]}" in st.command["delete"]
-            assert f"rm -f {artifacts.upload_path(b)}" in st.command["delete"]
-            head = inner_script(st.command["create"]).split("fetch_artifact()")[0]
-            # the kubelet's version skew guard asks the API server's /version with curl: not a download
-            head = head.split("# --- version skew guard")[0] + head.split("# --- artifacts:")[-1]
-            assert "curl" not in head
+            # nothing downloads before the artifacts section (the kubelet's version skew guard asks the API
+            # server's /version with curl: not a download)
+            head = inner_script(st.command["create"]).split("# --- artifacts:")[0]
+            assert "curl" not in head.split("# --- version skew guard")[0]
 
 
 def test_mirror_mode_downloads_with_curl_and_copies_nothing(mirror):
@@ -181,30 +176,6 @@ def _run_fetch(tmp: Path, settings, b: artifacts.Binary) -> subprocess.Completed
     (tmp / "fetch.sh").write_text(body)
     assert subprocess.run(["shellcheck", "-s", "bash", str(tmp / "fetch.sh")], capture_output=True).returncode == 0
     return subprocess.run(["bash", str(tmp / "fetch.sh")], capture_output=True, text=True, timeout=60)
-
-
-def test_fetch_verifies_the_digest_before_installing_uploaded_files(tmp_path, monkeypatch):
-    s = _settings()
-    archive = tmp_path / "tool-1.0.0.tar.gz"
-    _tarball(archive, "tool-1.0.0/tool", b"#!/bin/sh\necho tool\n")
-    b = _binary(tmp_path, archive, "sha512")
-    monkeypatch.setattr(artifacts, "UPLOAD_DIR", str(tmp_path / "uploads"))
-    (tmp_path / "uploads").mkdir()
-    upload = Path(artifacts.upload_path(b))
-    # a tampered upload is refused and nothing is installed
-    upload.write_bytes(archive.read_bytes() + b"x")
-    bad = _run_fetch(tmp_path, s, b)
-    assert bad.returncode != 0 and "digest mismatch" in bad.stderr
-    assert not (tmp_path / "dest/bin/tool").exists()
-    # the genuine upload installs; a second run changes nothing
-    upload.write_bytes(archive.read_bytes())
-    good = _run_fetch(tmp_path, s, b)
-    assert good.returncode == 0, good.stderr
-    assert (tmp_path / "dest/bin/tool").read_bytes() == b"#!/bin/sh\necho tool\n"
-    assert f"changed:{tmp_path}/dest/bin/tool" in good.stdout
-    assert not upload.exists()
-    again = _run_fetch(tmp_path, s, b)
-    assert again.returncode == 0 and "changed:\n" in again.stdout
 
 
 def test_fetch_downloads_from_the_mirror_on_loopback_and_verifies(tmp_path):

@@ -1,6 +1,6 @@
 """Registry over https only, in every text of every resource: no insecure-registry setting, no plain-http
-registry URL, no `skip_verify`. The apiserver, kubelet and Harbor themselves are judged from the files their
-hosts receive (policy/rules/host_artifacts.py)."""
+registry URL, no `skip_verify`, no curl without certificate verification. The apiserver, kubelet and Harbor
+themselves are judged from the files their hosts receive (policy/rules/host_artifacts.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,22 @@ INSECURE_TEXT = (
     re.compile(r"insecure[-_]registr(?:y|ies)\s*:\s*\n\s*-\s*\S", re.IGNORECASE),
     re.compile(r"\b(?:insecure_)?skip_verify\s*=\s*true", re.IGNORECASE),
 )
+# curl without certificate verification (-k, --insecure, or -k among short flags) in a host script: hosts
+# fetch binaries from the registry or the mirror and talk to Harbor's API through our CA, never around it.
+# A probe of the host's own loopback (kube-controller-manager's and kube-scheduler's self-signed /healthz)
+# crosses no network and is allowed.
+TLS_BYPASS = re.compile(r"\bcurl\b(?:[^\n]|\\\n)*?\s(?:--insecure\b|-[A-Za-jl-z]*k[A-Za-z]*(?=\s))")
+LOOPBACK_URL = re.compile(r"https://(?:127\.0\.0\.1|localhost|\[::1\])[:/]")
+
+
+def tls_bypass(text: str) -> str:
+    """The first curl command in `text` that skips certificate verification for a non-loopback URL, or ""."""
+    for match in TLS_BYPASS.finditer(text):
+        end = re.search(r"(?<!\\)\n", text[match.end():])
+        command = text[match.start():match.end() + (end.start() if end else len(text))]
+        if not LOOPBACK_URL.search(command):
+            return match.group(0).strip()
+    return ""
 INSECURE_KEY = re.compile(r"insecure[-_]?registr", re.IGNORECASE)
 REGISTRY_KEY = re.compile(r"registr", re.IGNORECASE)
 
@@ -47,6 +63,9 @@ def registry_problems(resource_type: str, props: Any) -> list[str]:
             if match:
                 problems.append(f"{path or 'value'} configures an insecure registry ({match.group(0).strip()!r})")
                 break
+        bypass = tls_bypass(text)
+        if bypass:
+            problems.append(f"{path or 'value'} runs curl without certificate verification ({bypass[-40:]!r})")
     return problems
 
 
