@@ -42,6 +42,7 @@ class Pushed:
     hosts: set[str] = field(default_factory=set)  # hosts that receive a file from the deployer
     other_sources: int = 0  # CopyToRemote sources that are not files on the deployer (text, remote URI)
     stdin_bytes: int = 0  # Command stdin (UTF-8), all hosts
+    directory: Path = Path(".")  # the stack's artifactsDirectory
 
     @property
     def files(self) -> int:
@@ -55,16 +56,16 @@ class Pushed:
         return sum(int(size or 0) * n for size, n in zip(sizes, self.uploads.values(), strict=True))
 
     def per_artifact(self) -> dict[str, int]:
-        """`<component>/<version>` (the layout under artifactsDirectory) -> uploads of its files."""
+        """The file's folder under artifactsDirectory (`<component>/<version>`, `images`) -> uploads of its files."""
         out: Counter[str] = Counter()
         for path, n in self.uploads.items():
-            parts = Path(path).parts
-            out["/".join(parts[-3:-1]) if len(parts) >= 3 else path] += n
+            folder = Path(path).parent
+            out[str(folder.relative_to(self.directory) if folder.is_relative_to(self.directory) else folder)] += n
         return dict(sorted(out.items()))
 
 
 def pushed(run: ProgramRun) -> Pushed:
-    out = Pushed()
+    out = Pushed(directory=Path(run.config.get("container-cloud:artifactsDirectory", ".")))
     for reg in run.registrations:
         if reg.type == COMMAND:
             out.stdin_bytes += len(str(reg.plain_inputs.get("stdin") or "").encode())
