@@ -203,7 +203,6 @@ def verdicts(results: list[Result]) -> list[str]:
 def blast_verdict(workers: int) -> list[str]:
     b = blast_radius(workers)
     print_blast(b)
-    print(f"  hosts touched (besides the new worker): {len(b.hosts)}")
     ok = len(b.changed) <= MAX_BLAST_CHANGED and not b.dmz_replaced
     print(f"adding one worker to {workers}: {len(b.changed)} existing resources change (target <= "
           f"{MAX_BLAST_CHANGED}), {len(b.dmz_replaced)} steps replaced on other DMZ hosts (target 0) {_ok(ok)}")
