@@ -1,5 +1,5 @@
-"""`python -m benchmarks [--sizes 3 20 200] [--policy] [--check]`."""
+"""`python -m benchmarks [--sizes 3 20 100 200 1000] [--policy] [--check] [--blast N]`."""
 
-from benchmarks.preview import main
+from benchmarks.scale import main
 
 raise SystemExit(main())
