@@ -453,7 +453,7 @@ CORPUS: list[Variant] = [
       with_props(members_edit("dev", "worker-3", sub(r"\{ 198\.51\.100\.11/32, 203\.0\.113\.16/28 \}",
                                                      "{ 198.51.100.11/32, 203.0.113.0/27 }")),
                  "worker-3", nodeNetworks=["198.51.100.11/32", "203.0.113.0/27"], notNodes=None),
-      "overlay-nodes-only", "admits 203.0.113.0/27 to the overlay"),
+      "overlay-nodes-only", "admits 198.51.100.11/32, 203.0.113.0/27 to the overlay"),
     V("members-vxlan-harbor-address",
       members_edit("ha", "worker-1", sub(r"(add element inet containercloud src\w+ \{ 198\.51\.100\.8/29, "
                                          r"198\.51\.100\.16/28, 203\.0\.113\.16/28) \}", r"\1, 203.0.113.10/32 }")),
@@ -474,7 +474,7 @@ CORPUS: list[Variant] = [
     V("template-dmz-vxlan-any-source",
       ruleset_edit("dev", "worker-3", sub(r"ip saddr @src\w+ udp dport 8472", "ip saddr 0.0.0.0/0 udp dport 8472")),
       "cluster-ports-never-public", "opens flannel VXLAN port 8472 to any source on a dmz host",
-      {"host-firewall-ruleset"}),
+      {"host-firewall-ruleset", "overlay-nodes-only"}),
     V("template-default-accept",
       ruleset_edit("dev", "harbor-1", sub("policy drop;", "policy accept;")),
       "host-firewall-default-drop", "the input policy must be drop", {"host-firewall-ruleset"}),
