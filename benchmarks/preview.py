@@ -21,6 +21,7 @@ from offline.engine.runner import ROOT
 COMMAND = "command:remote:Command"
 HOST_STEP = "containercloud:host:HostStep"
 ZONES = {"inside": "198.51.100.0/24", "dmz": "100.64.0.0/16"}
+WORKER_NETWORK = "100.64.4.0/22"  # the generated workers' node network: up to 1023 workers
 KEEP_ROLES = ("rancher", "etcd", "control-plane", "registry")
 
 
@@ -42,7 +43,13 @@ def generated_hosts(workers: int, stack_file: Path = ROOT / "Pulumi.dev.yaml") -
 
 
 def overrides(workers: int) -> dict[str, Any]:
-    return {"zones": ZONES, "hosts": generated_hosts(workers)}
+    """The generated stack: its hosts, and node networks that hold its nodes and nothing else (the INSIDE
+    control-plane hosts one by one, the workers' /22 of the DMZ), so adding a worker leaves the other hosts'
+    firewalls as they are."""
+    hosts = generated_hosts(workers)
+    inside = [f"{h['address']}/32" for h in hosts
+              if h["zone"] != "dmz" and set(h["roles"]) & {"worker", "control-plane"}]
+    return {"zones": ZONES, "hosts": hosts, "nodeNetworks": inside + [WORKER_NETWORK]}
 
 
 def command_chain(run: ProgramRun) -> int:
@@ -129,7 +136,8 @@ def _in(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) ->
 
 
 def dmz_address(worker: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_network(ZONES["dmz"])[256 + worker]
+    """Worker `worker` (1..1023) in WORKER_NETWORK, away from Harbor and the other DMZ hosts (100.64.0.x)."""
+    return ipaddress.ip_network(WORKER_NETWORK)[worker]
 
 
 def print_blast(b: BlastRadius) -> None:

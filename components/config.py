@@ -183,6 +183,7 @@ class Settings(_Model):
     teams: list[Team]
     firewall_extra_rules: list[FirewallRule] = Field(alias="firewallExtraRules")
     public_ports: list[int] = Field(alias="publicPorts")
+    node_networks: list[str] = Field(alias="nodeNetworks")
     artifacts_mirror_url: str = Field(alias="artifactsMirrorUrl")
     artifacts_directory: str = Field(alias="artifactsDirectory")
     install_host_packages: bool = Field(alias="installHostPackages")
@@ -220,6 +221,11 @@ class Settings(_Model):
         flannel (control-plane nodes are tainted NoSchedule), so the API server reaches the pod network
         (admission webhooks, aggregated APIs) as in kubeadm, kubespray and RKE."""
         return [h for h in self.hosts if h.has("worker") or h.has("control-plane")]
+
+    @property
+    def other_hosts(self) -> list[Host]:
+        """Inventory hosts that are not Kubernetes nodes (Rancher in docker mode, Harbor, etcd-only members)."""
+        return [h for h in self.hosts if not (h.has("worker") or h.has("control-plane"))]
 
     @property
     def registry_hosts(self) -> list[Host]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from components.config import Fault, Host, Settings
 from components.config_rules import (
     Check,
+    Network,
     _address,
     _network,
     _port_range,
@@ -208,6 +209,47 @@ def check_load_balancer_addresses(s: Settings) -> Iterable[Fault]:
                             "the load balancer needs its own address")
 
 
+# --- node networks (the firewalls admit node-to-node flows by network) ---------------------------------
+
+def _node_networks(s: Settings) -> list[tuple[str, Network]]:
+    return [(f"nodeNetworks[{i}]", net) for i, cidr in enumerate(s.node_networks) if (net := _network(cidr))]
+
+
+def _inside(address: str, net: Network) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.version == net.version and ip in net
+
+
+def check_node_networks_hold_nodes(s: Settings) -> Iterable[Fault]:
+    """When nodeNetworks is set, the firewalls admit these networks wherever a flow's source is the nodes:
+    every node must lie in one, and nothing else may (it would be admitted as a node)."""
+    nets = _node_networks(s)
+    if not s.node_networks:
+        return
+    for h in s.node_hosts:
+        if _address(h.address) and not any(_inside(h.address, n) for _, n in nets):
+            yield "nodeNetworks", (f"{h.name} ({h.address}) is a Kubernetes node outside every node network; "
+                                   "add a network that holds it")
+    for key, net in nets:
+        for h in s.other_hosts:
+            if _address(h.address) and _inside(h.address, net):
+                yield key, (f"{net} holds {h.name} ({h.address}), which is not a Kubernetes node; a node network "
+                            "may hold only workers and control-plane hosts")
+        for other, value in _external_addresses(s):
+            if _inside(value, net):
+                yield key, (f"{net} holds {other} ({value}); a node network may hold only workers and "
+                            "control-plane hosts")
+        for i, cidr in enumerate(s.ssh_allowed_from):
+            allowed = _network(cidr)
+            if allowed and allowed.version == net.version and allowed.overlaps(net):
+                yield key, (f"{net} overlaps sshAllowedFrom[{i}] ({allowed}); the deployer would be admitted as a "
+                            "node")
+        for rkey, value in (("podCidr", s.pod_cidr), ("serviceCidr", s.service_cidr)):
+            cluster = _network(value)
+            if cluster and cluster.version == net.version and cluster.overlaps(net):
+                yield key, f"{net} overlaps {rkey} ({cluster}); node networks hold host addresses only"
+
+
 # --- sizes ------------------------------------------------------------------------------------------
 
 def check_pod_cidr_size(s: Settings) -> Iterable[Fault]:
@@ -287,6 +329,7 @@ CHECKS: tuple[Check, ...] = (
     check_team_namespaces,
     check_addresses_outside_cluster_ranges,
     check_load_balancer_addresses,
+    check_node_networks_hold_nodes,
     check_pod_cidr_size,
     check_service_cidr_size,
     check_add_on_hosts,
@@ -355,7 +398,17 @@ def warn_even_etcd(s: Settings) -> Iterable[Fault]:
                         f"{len(s.etcd_hosts) - 1}; end a growth or shrink at an odd number (1, 3, 5)")
 
 
+def warn_no_node_networks(s: Settings) -> Iterable[Fault]:
+    """Without nodeNetworks every host's firewall lists every node's address: growing the cluster re-loads
+    the firewall members on every host (restart-free, but one remote step per host per added node)."""
+    if not s.node_networks and s.node_hosts:
+        yield "nodeNetworks", (f"not set; every host's firewall lists each of the {len(s.node_hosts)} nodes' "
+                               "addresses, so adding or removing a node re-runs the firewall members step on "
+                               "every host; set the networks that hold only the nodes")
+
+
 WARNINGS: tuple[Check, ...] = (
+    warn_no_node_networks,
     warn_even_etcd,
     warn_registry_ha_on_one_host,
     warn_rancher_replicas,

@@ -372,6 +372,19 @@ def check_firewall(s: Settings) -> Iterable[Fault]:
             yield key + '.purpose', "say why the port is open"
 
 
+def check_node_networks(s: Settings) -> Iterable[Fault]:
+    """Each node network is a CIDR inside one declared zone (the firewall admits it as a zone's nodes)."""
+    zones = [(name, net) for name, cidr in s.zones.items() if (net := _network(cidr)) is not None]
+    for i, cidr in enumerate(s.node_networks):
+        key = f"nodeNetworks[{i}]"
+        net = _network(cidr)
+        if net is None:
+            yield key, f"'{cidr}' is not a CIDR like 10.20.0.0/26"
+        elif not any(net.version == z.version and net.subnet_of(z) for _, z in zones):  # type: ignore[arg-type]
+            declared = ", ".join(f"{name} {z}" for name, z in zones)
+            yield key, f"{net} is not inside one zone ({declared}); a node network lies within one zone"
+
+
 def check_public_ports(s: Settings) -> Iterable[Fault]:
     for i, port in enumerate(s.public_ports):
         if not _port(port):
@@ -426,6 +439,7 @@ CHECKS: tuple[Check, ...] = (
     check_team_groups,
     check_firewall,
     check_public_ports,
+    check_node_networks,
     check_artifacts,
     check_day_two,
 )

@@ -73,6 +73,8 @@ class FirewallPlan:
     zones: dict[str, str]
     inventory: list[Host]
     ports: dict[str, int | str]
+    node_networks: list[str] = field(default_factory=list)
+    not_nodes: list[str] = field(default_factory=list)  # what a node network must not hold
     public_ports: list[int] = field(default_factory=list)
     docker: bool = False  # Docker publishes ports here: the forward path is filtered too
 
@@ -109,6 +111,13 @@ def _is_address(value: str) -> bool:
         return False
 
 
+def _nodes(s: Settings) -> list[str]:
+    """The Kubernetes nodes as sources: the stack's nodeNetworks when set (config checks that they hold every
+    node and nothing else, so they admit exactly the nodes and do not change when a node is added inside
+    them), else each node's address."""
+    return list(s.node_networks) if s.node_networks else [h.address for h in s.node_hosts]
+
+
 def resolve_sources(s: Settings, dest: Host, kinds: Iterable[str]) -> list[str]:
     """The catalogue's symbolic sources as CIDRs for destination host `dest`."""
     out: list[str] = []
@@ -116,9 +125,9 @@ def resolve_sources(s: Settings, dest: Host, kinds: Iterable[str]) -> list[str]:
         if kind in ("etcd", "control-plane", "worker", "registry", "rancher"):
             out += [h.address for h in s.hosts_with(kind)]
         elif kind == "hosts":
-            out += [h.address for h in s.hosts]
+            out += _nodes(s) + [h.address for h in s.other_hosts]
         elif kind == "nodes":
-            out += [h.address for h in s.node_hosts]
+            out += _nodes(s)
         elif kind == "zone":
             out.append(s.zones[dest.zone])
         elif kind == "deployer":
@@ -168,9 +177,17 @@ def host_rules(s: Settings, host: Host) -> list[FirewallRule]:
     return rules
 
 
+def not_nodes(s: Settings) -> list[str]:
+    """What the zone rules must never see admitted as a node: the hosts that are not nodes, the deployer,
+    the bastion and the load balancers (a fixed handful: it does not grow with the workers)."""
+    lbs = [a for a in (s.api_load_balancer_address, s.registry_load_balancer_address) if a]
+    return collapse([h.address for h in s.other_hosts] + _deployer(s) + lbs)
+
+
 def plan(s: Settings, host: Host) -> FirewallPlan:
     return FirewallPlan(host=host, rules=host_rules(s, host), zones=dict(s.zones), inventory=list(s.hosts),
-                        ports=_ports(s, host), public_ports=list(s.public_ports),
+                        ports=_ports(s, host), public_ports=list(s.public_ports), node_networks=list(s.node_networks),
+                        not_nodes=not_nodes(s),
                         docker=runs_docker(host, s.rancher_mode))
 
 
@@ -252,10 +269,18 @@ def firewall_props(p: FirewallPlan, ruleset: str, members: str) -> dict[str, Any
         # What the zone rules judge sources against, kept small: the whole inventory on every host would
         # make the stack's props grow with the square of the host count.
         "etcdPeers": [h.address for h in p.inventory if h.has("etcd") or h.has("control-plane")],
-        "nodeAddresses": ([h.address for h in p.inventory if h.has("worker") or h.has("control-plane")]
-                          if p.host.zone == INSIDE else []),
+        # With nodeNetworks the zone rules judge a network source by the declared networks and the hosts that
+        # are not nodes (neither grows with the workers); without it, by each node's address (INSIDE hosts).
+        "nodeAddresses": ([h.address for h in p.inventory if _is_node(h)]
+                          if p.host.zone == INSIDE and not p.node_networks else []),
+        "nodeNetworks": list(p.node_networks),
+        "notNodes": list(p.not_nodes),
         "ports": dict(p.ports),
     }
+
+
+def _is_node(h: Host) -> bool:
+    return h.has("worker") or h.has("control-plane")
 
 
 # --- the component ---------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def dev_helm() -> ProgramRun:
         {"name": "harbor-1", "address": "203.0.113.10", "zone": "dmz", "roles": ["registry"]},
         {"name": "worker-1", "address": "203.0.113.21", "zone": "dmz", "roles": ["worker"]},
     ]
-    run = run_program("dev", {"rancherMode": "helm", "rancherReplicas": 1, "hosts": hosts})
+    run = run_program("dev", {"rancherMode": "helm", "rancherReplicas": 1, "hosts": hosts,
+                              "nodeNetworks": ["198.51.100.10/31", "203.0.113.16/28"]})
     assert run.error is None, run.error
     return run

@@ -51,7 +51,7 @@ def _listed(st) -> list[str]:  # the node names a batch step carries (its `node 
 def sized() -> dict[int, ProgramRun]:
     runs = {}
     for n in (3, 20, 200):
-        run = run_program("dev", overrides={"hosts": _worker_hosts(n)})
+        run = run_program("dev", overrides={"hosts": _worker_hosts(n), "nodeNetworks": []})
         assert run.error is None, run.error
         runs[n] = run
     return runs
@@ -174,7 +174,7 @@ def _batch_view(run: ProgramRun) -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 def test_adding_a_worker_changes_only_its_own_batch_steps(sized: dict[int, ProgramRun]) -> None:
-    grown = run_program("dev", overrides={"hosts": _worker_hosts(201)})
+    grown = run_program("dev", overrides={"hosts": _worker_hosts(201), "nodeNetworks": []})
     assert grown.error is None, grown.error
     before, after = _batch_view(sized[200]), _batch_view(grown)
     assert before.keys() == after.keys()
@@ -334,7 +334,8 @@ def test_growing_the_control_plane_renews_the_apiserver_sans_and_leaves_etcd_uni
     hosts = yaml.safe_load((ROOT / "Pulumi.ha.yaml").read_text())["config"]["container-cloud:hosts"]
     extra = [{"name": "cp-4", "address": "198.51.100.14", "zone": "inside", "roles": ["etcd", "control-plane"]},
              {"name": "etcd-5", "address": "198.51.100.15", "zone": "inside", "roles": ["etcd"]}]  # 3 -> 5
-    grown = run_program("ha", overrides={"hosts": [*hosts, *extra]})
+    nets = ["198.51.100.11/32", "198.51.100.12/31", "198.51.100.14/32", "198.51.100.16/28", "203.0.113.16/28"]
+    grown = run_program("ha", overrides={"hosts": [*hosts, *extra], "nodeNetworks": nets})
     assert grown.error is None, grown.error
     before, after = files_by_host(ha), files_by_host(grown)
     cert = after["cp-1"]["/etc/kubernetes/pki/apiserver.crt"]

@@ -82,9 +82,21 @@ def test_dev_rules_follow_roles(dev: ProgramRun) -> None:
     assert ports_of(rancher) == {22, 443} and ports_of(harbor) == {22, 443}
     assert ports_of(worker) == {22, 10250, "30000-32767"}
     assert ports_of(worker, "udp") == {8472, "30000-32767"}
-    assert sources(worker, 8472, "udp") == {"198.51.100.11/32", "203.0.113.21/32", "203.0.113.22/32",
-                                            "203.0.113.23/32"}
+    # dev sets nodeNetworks: the overlay admits those networks (tests/test_firewall_node_networks.py shows they
+    # admit exactly the nodes), and `hosts` is them plus the hosts that are not nodes
+    assert sources(worker, 8472, "udp") == {"198.51.100.11/32", "203.0.113.16/28"}
+    api_from_hosts = [r["sources"] for r in master["rules"] if r["purpose"].startswith("kube-apiserver: kubelet")]
+    assert api_from_hosts == [["198.51.100.10/32", "198.51.100.11/32", "203.0.113.10/32", "203.0.113.16/28"]]
     assert sources(worker, 10250) == {"198.51.100.11/32", "10.244.0.0/16"}
+
+
+def test_without_node_networks_the_nodes_are_listed_one_by_one() -> None:
+    run = run_program("dev", {"nodeNetworks": []})
+    assert run.error is None, run.error
+    fws = firewalls(run)
+    assert sources(fws["worker-1"], 8472, "udp") == {"198.51.100.11/32", "203.0.113.21/32", "203.0.113.22/32",
+                                                     "203.0.113.23/32"}
+    assert fws["master-1"]["nodeAddresses"] and fws["master-1"]["nodeNetworks"] == []
 
 
 def test_ha_rules_use_bastion_and_load_balancers(ha: ProgramRun) -> None:
@@ -94,7 +106,8 @@ def test_ha_rules_use_bastion_and_load_balancers(ha: ProgramRun) -> None:
     assert covered("198.51.100.100", sources(fws["cp-1"], 6443))  # the API LB (inside the INSIDE /24 here)
     assert "203.0.113.100/32" in sources(fws["harbor-2"], 443)  # the registry LB
     overlay = sources(fws["rancher-1"], 8472, "udp")  # INSIDE node in the overlay with the DMZ workers
-    assert "203.0.113.25/32" in overlay and "198.51.100.22/32" in overlay
+    assert covered("203.0.113.25", overlay) and covered("198.51.100.22", overlay)
+    assert not covered("203.0.113.10", overlay) and not covered("198.51.100.4", overlay)
 
 
 def test_flannel_port_and_extra_rules_are_settings() -> None:
@@ -202,7 +215,8 @@ def test_a_new_member_is_loaded_into_the_sets_without_reloading_the_ruleset(tmp_
     """With the real nft in a private network namespace: the ruleset file (with its include of the members
     file) loads; the members file of a bigger stack then swaps the sets' elements in place: the table, chains
     and rules keep their handles (nothing was reloaded) and the new worker is in the VXLAN set."""
-    small, big = (run_program("dev", {"hosts": _hosts_plus(n)}) for n in (0, 1))
+    # exact addresses (no nodeNetworks): the mode in which a new node is a new set element on every host
+    small, big = (run_program("dev", {"hosts": _hosts_plus(n), "nodeNetworks": []}) for n in (0, 1))
     assert small.error is None and big.error is None
     before, after = firewalls(small)["worker-1"], firewalls(big)["worker-1"]
     assert before["rulesetFile"] == after["rulesetFile"] and before["members"] != after["members"]

@@ -44,6 +44,7 @@ def test_lab(stack: str, tmp_path_factory: pytest.TempPathFactory) -> None:
         assert proof in result.proofs, f"proof {proof!r} did not run"
     if stack == "dev":
         assert "change and fault" in result.proofs and "fault" in result.proofs and "wrong digest" in result.proofs
+        assert "add-a-worker" in result.proofs
     # issue 15: a kubernetesVersion bump's order read from the execution log (lab/proofs_upgrade.py)
     assert "upgrade order" in result.proofs and "NOT run" in result.proofs["upgrade order"]
     assert result.reports["upgrade"].ran(), "the upgrade replaced nothing"

@@ -137,6 +137,20 @@ def members_edit(stack_name: str, host: str, *changes: Callable[[str], str]) -> 
     return build
 
 
+def with_props(edit: Edit, host: str, **props: Any) -> Edit:
+    """`edit`, with the HostFirewall of `host` also carrying other props (None: the prop is absent)."""
+    def build(runs: Runs) -> list[Registration]:
+        regs = edit(runs)
+        firewall = next(r for r in regs if r.type == FW and r.name == f"{host}-firewall")
+        for key, value in props.items():
+            if value is None:
+                firewall.inputs.pop(key, None)
+            else:
+                firewall.inputs[key] = value
+        return regs
+    return build
+
+
 def add_file(stack_name: str, step: str, path: str, content: str) -> Edit:
     """A file added to a HostStep (e.g. a systemd drop-in)."""
     def build(runs: Runs) -> list[Registration]:
@@ -417,6 +431,34 @@ CORPUS: list[Variant] = [
       file_edit("dev", "worker-1-firewall-members", MEMBERS,
                 sub(r"(add element inet containercloud src\w+) \{ [^}]* \}", r"\1 { 0.0.0.0/0 }")),
       "host-firewall-ruleset", "holds 0.0.0.0/0"),
+    # node networks: a network in a VXLAN set stands for the nodes only if it is declared and holds only nodes
+    V("members-vxlan-whole-dmz",
+      members_edit("dev", "worker-1", sub(r"\{ 198\.51\.100\.11/32, 203\.0\.113\.16/28 \}",
+                                          "{ 198.51.100.11/32, 203.0.113.0/24 }")),
+      "overlay-nodes-only", "admits 203.0.113.0/24 to the overlay"),
+    V("members-vxlan-whole-dmz-inside",
+      members_edit("dev", "master-1", sub(r"\{ 198\.51\.100\.11/32, 203\.0\.113\.16/28 \}",
+                                          "{ 198.51.100.11/32, 203.0.113.0/24 }")),
+      "overlay-nodes-only", "admits 203.0.113.0/24 to the overlay", {"zone-matrix"}),
+    V("node-network-holds-harbor",
+      with_props(members_edit("dev", "master-1", sub(r"\{ 198\.51\.100\.11/32, 203\.0\.113\.16/28 \}",
+                                                     "{ 198.51.100.11/32, 203.0.113.0/27 }")),
+                 "master-1", nodeNetworks=["198.51.100.11/32", "203.0.113.0/27"]),
+      "overlay-nodes-only", "admits 203.0.113.0/27 to the overlay", {"zone-matrix"}),
+    V("node-network-holds-harbor-dmz",
+      with_props(members_edit("dev", "worker-2", sub(r"\{ 198\.51\.100\.11/32, 203\.0\.113\.16/28 \}",
+                                                     "{ 198.51.100.11/32, 203.0.113.0/27 }")),
+                 "worker-2", nodeNetworks=["198.51.100.11/32", "203.0.113.0/27"]),
+      "overlay-nodes-only", "admits 203.0.113.0/27 to the overlay"),
+    V("node-network-without-outsiders",
+      with_props(members_edit("dev", "worker-3", sub(r"\{ 198\.51\.100\.11/32, 203\.0\.113\.16/28 \}",
+                                                     "{ 198.51.100.11/32, 203.0.113.0/27 }")),
+                 "worker-3", nodeNetworks=["198.51.100.11/32", "203.0.113.0/27"], notNodes=None),
+      "overlay-nodes-only", "admits 198.51.100.11/32, 203.0.113.0/27 to the overlay"),
+    V("members-vxlan-harbor-address",
+      members_edit("ha", "worker-1", sub(r"(add element inet containercloud src\w+ \{ 198\.51\.100\.8/29, "
+                                         r"198\.51\.100\.16/28, 203\.0\.113\.16/28) \}", r"\1, 203.0.113.10/32 }")),
+      "overlay-nodes-only", "admits 203.0.113.10/32 to the overlay"),
     V("members-set-missing",
       members_edit("dev", "master-1", sub(r"^\tset src1_v4 .*\n", ""),
                    sub(r"^(flush set|add element) \S+ \S+ src1_v4.*\n", "", 2)),
@@ -433,7 +475,7 @@ CORPUS: list[Variant] = [
     V("template-dmz-vxlan-any-source",
       ruleset_edit("dev", "worker-3", sub(r"ip saddr @src\w+ udp dport 8472", "ip saddr 0.0.0.0/0 udp dport 8472")),
       "cluster-ports-never-public", "opens flannel VXLAN port 8472 to any source on a dmz host",
-      {"host-firewall-ruleset"}),
+      {"host-firewall-ruleset", "overlay-nodes-only"}),
     V("template-default-accept",
       ruleset_edit("dev", "harbor-1", sub("policy drop;", "policy accept;")),
       "host-firewall-default-drop", "the input policy must be drop", {"host-firewall-ruleset"}),

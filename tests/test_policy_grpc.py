@@ -21,7 +21,8 @@ from offline.engine.runner import ProgramRun
 
 FW = "containercloud:net:HostFirewall"
 POLICIES = {
-    "zone-matrix", "etcd-ports-members-only", "no-any-source-inside", "cluster-ports-never-public",
+    "zone-matrix", "overlay-nodes-only", "etcd-ports-members-only", "no-any-source-inside",
+    "cluster-ports-never-public",
     "host-firewall-default-drop", "every-host-firewalled", "host-firewall-ruleset", "apiserver-hardening",
     "etcd-hardening", "controller-manager-scheduler-hardening", "kubelet-hardening", "registry-https-only",
     "registry-tls-artifacts", "docker-daemon-unix-socket-only", "rancher-server-tls", "host-secret-files",

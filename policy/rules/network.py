@@ -3,7 +3,8 @@
 They read `containercloud:net:HostFirewall` props (config-derived, known at preview):
 `{host, zone, address, roles, defaultPolicy, rules: [{port, protocol, sources, purpose, source}],
 ruleset, publicPorts, zones: {name: cidr}, etcdPeers: [etcd and control-plane addresses],
-nodeAddresses: [Kubernetes node addresses, on INSIDE hosts], ports}`.
+nodeAddresses: [Kubernetes node addresses, on INSIDE hosts of stacks without nodeNetworks],
+nodeNetworks: [the stack's node networks], notNodes: [what a node network must not hold], ports}`.
 
 What is judged is `ruleset`: the text `nft -f` loads on the host — the firewall step's ruleset file with
 the members step's file in place of its `include` — parsed by policy/rules/artifacts/nft.py, named sets
@@ -92,15 +93,26 @@ def _describe(props: Any, rule: dict[str, Any]) -> str:
 # --- 1. zone matrix -----------------------------------------------------------------------------
 
 
-def _crossing_allowed(flow: Flow, rule: dict[str, Any], roles: list[str], ports: Any,
+def _crossing_allowed(flow: Flow, rule: dict[str, Any], roles: list[str], props: Any,
                       dmz_sources: list[Network], nodes: set[str]) -> bool:
     if not destination_applies(flow.destination, roles) or flow.protocol != rule["protocol"]:
         return False
-    if port_bounds(resolve_port(flow.port, dict(ports or {}))) != port_bounds(rule["port"]):
+    if port_bounds(resolve_port(flow.port, dict(get(props, "ports") or {}))) != port_bounds(rule["port"]):
         return False
     if flow.dmz_to_inside == "nodes":
-        return all(_within(n, nodes) for n in dmz_sources)
+        return all(_within(n, nodes) or _node_network(n, props) for n in dmz_sources)
     return True
+
+
+def _node_network(net: Network, props: Any) -> bool:
+    """A network source stands for the nodes only if the stack declares it in nodeNetworks and nothing the
+    firewall's props list as not a node (hosts without a node role, the deployer, the bastion, the load
+    balancers: `notNodes`) lies in it. Without the list the source cannot be judged: not accepted."""
+    declared = {n for n in (network(v) for v in items(get(props, "nodeNetworks"))) if n is not None}
+    outsiders = get(props, "notNodes")
+    if net not in declared or outsiders is None:
+        return False
+    return not any(o is None or overlaps(o, net) for o in (network(v) for v in items(outsiders)))
 
 
 def validate_zone_matrix(args: Any, report: Report) -> None:
@@ -121,12 +133,49 @@ def validate_zone_matrix(args: Any, report: Report) -> None:
         dmz_sources = [n for n in nets if overlaps(n, dmz)]
         if not dmz_sources or _all_public(rule["port"], public):
             continue
-        if not any(_crossing_allowed(f, rule, roles, get(props, "ports"), dmz_sources, nodes) for f in allowed):
+        if not any(_crossing_allowed(f, rule, roles, props, dmz_sources, nodes) for f in allowed):
             report(
                 f"{_describe(props, rule)} is open to DMZ sources {', '.join(map(str, dmz_sources))}; from DMZ "
                 "to INSIDE only the API port (control plane), 443 (Rancher) and the flannel VXLAN port "
                 "(between cluster nodes) may pass"
             )
+
+
+def _vxlan_port(props: Any) -> int:
+    port = as_int(get(props, "ports", "flannelVxlanPort"))
+    return port if port is not None else 8472
+
+
+def _overlay_source_ok(net: Network, props: Any, nodes: set[str]) -> bool:
+    """One source of the overlay rule: a declared node network holding no outsider, or one address that is
+    a node (by nodeAddresses where the host carries them, else by not being one of notNodes)."""
+    if _node_network(net, props):
+        return True
+    if net.num_addresses != 1:
+        return False
+    if nodes:
+        return str(net.network_address) in nodes
+    outsiders = get(props, "notNodes")
+    return outsiders is not None and not any(
+        o is None or overlaps(o, net) for o in (network(v) for v in items(outsiders)))
+
+
+def validate_overlay_nodes_only(args: Any, report: Report) -> None:
+    """On every host, the flannel VXLAN port admits only nodes: node addresses, or declared nodeNetworks that
+    hold no host that is not a node, nor the deployer, the bastion or a load balancer (flannel: Backends)."""
+    if args.resource_type != HOST_FIREWALL:
+        return
+    props = args.props
+    nodes = _addresses(props, "nodeAddresses")
+    vxlan = _vxlan_port(props)
+    for rule in _rules(props):
+        if rule["protocol"] not in ("udp", "any") or not covers(rule["port"], vxlan):
+            continue
+        bad = [s for s in rule["sources"] if (n := network(s)) is None or not _overlay_source_ok(n, props, nodes)]
+        if bad:
+            declared = ", ".join(map(str, items(get(props, "nodeNetworks")))) or "none declared"
+            report(f"{_describe(props, rule)} admits {', '.join(bad)} to the overlay; only Kubernetes nodes may "
+                   f"reach it: their addresses, or nodeNetworks ({declared}) that hold nothing else")
 
 
 # --- 2. etcd ports --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ def _resource(name: str, fn, level: EnforcementLevel = EnforcementLevel.MANDATOR
 
 POLICIES = [
     _resource("zone-matrix", network.validate_zone_matrix),
+    _resource("overlay-nodes-only", network.validate_overlay_nodes_only),
     _resource("etcd-ports-members-only", network.validate_etcd_ports),
     _resource("no-any-source-inside", network.validate_no_any_source),
     _resource("cluster-ports-never-public", network.validate_cluster_ports_not_public),

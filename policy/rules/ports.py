@@ -7,7 +7,8 @@ One list of `Flow`s is the single source of truth for three consumers:
 
 Sources and destinations are symbolic and resolved per stack by the firewall component: role names
   (etcd, control-plane, worker, registry, rancher) - the hosts with that role; `hosts` - every
-  inventory host; `nodes` - the Kubernetes nodes (hosts with the worker or the control-plane role:
+  inventory host; `nodes` - the Kubernetes nodes (hosts with the worker or the control-plane role, or the
+  stack's nodeNetworks when set:
   they run kubelet, kube-proxy and flannel; as a destination, those hosts); `zone` - the destination
   host's own zone CIDR; `deployer` - sshAllowedFrom and the bastion; `operators` - the deployer plus
   the INSIDE zone (users, admins, kubectl); `pods` - podCidr; `api-lb` / `registry-lb` - the load
@@ -183,8 +184,9 @@ def markdown_table() -> str:
     lines += [
         "",
         "Sources: a role means the hosts with that role; `hosts` every inventory host; `nodes` the Kubernetes "
-        "nodes (worker and control-plane hosts); `zone` the destination's own zone; `deployer` sshAllowedFrom "
-        "and the bastion; "
+        "nodes (worker and control-plane hosts; with `nodeNetworks` set, those networks, and `hosts` is then "
+        "the node networks plus the hosts that are not nodes); `zone` the destination's own zone; "
+        "`deployer` sshAllowedFrom and the bastion; "
         "`operators` the deployer plus the INSIDE zone; `pods` podCidr; `self` the host itself (loopback, "
         "no rule). Every host drops all other input (table `inet containercloud`); extra rules come from "
         "`firewallExtraRules` and pass the same policies.",
