@@ -160,6 +160,11 @@ ip link set lo up
 ip addr add "$ADDRESS/32" dev lo
 if [[ -n ${REALM:-} ]]; then
   "$PYTHON" "$REALM" 127.0.0.1 8443 "$TMP/tls.crt" "$TMP/tls.key" "$TMP/token.key" "$CREDENTIAL" &
+  # the realm must listen before the first token request (Python starts slowly on a loaded machine)
+  for _ in $(seq 300); do
+    curl -s -o /dev/null --cacert "$TMP/ca.crt" "https://127.0.0.1:8443/token" && break
+    sleep 0.1
+  done
 fi
 "$REGISTRY" serve "$CONFIG" >"$TMP/registry.log" 2>&1 &
 for _ in $(seq 100); do
