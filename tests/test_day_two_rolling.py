@@ -106,12 +106,14 @@ def test_first_up_longest_chain_is_the_same_at_3_and_200_workers(sized: dict[int
         for n, chain in chains.items():
             print(f"\n[{n} workers] longest chain ({len(chain)}): {' -> '.join(chain)}")
     assert len(chains[3]) == len(chains[20]) == len(chains[200])
-    # control plane (5), then either every batch's gate (10) before a node's runtime and kubelet and the last
-    # uncordon step, or one gate, a node's steps and every batch's uncordon step (10, one at a time), then
-    # the smoke test: 19 whatever the number of nodes
-    assert len(chains[200]) == 5 + 10 + 2 + 1 + 1
-    assert chains[200][:5] == ["master-1-etc-hosts", "master-1-etcd", "master-1-kube-apiserver", "master-1-controllers",
-                               "master-1-api-ready"] and chains[200][-1] == "smoke-test-run"
+    # dev is in artifactsDirectory mode: Harbor and the publish of the binaries (4) come first, then the control
+    # plane (4), then either every batch's gate (10) before a node's runtime and kubelet and the last uncordon
+    # step, or one gate, a node's steps and every batch's uncordon step (10, one at a time), then the smoke
+    # test: 22 whatever the number of nodes
+    assert len(chains[200]) == 4 + 4 + 10 + 2 + 1 + 1
+    assert chains[200][:8] == ["harbor-1-docker", "harbor-1-harbor", "harbor-1-harbor-projects",
+                               "harbor-1-artifacts-publish", "master-1-etcd", "master-1-kube-apiserver",
+                               "master-1-controllers", "master-1-api-ready"] and chains[200][-1] == "smoke-test-run"
 
 
 def test_each_node_is_drained_from_inside_before_its_runtime_and_kubelet(ha: ProgramRun) -> None:
