@@ -33,14 +33,15 @@ def _set_mode(mode: str) -> None:
 
 
 def one(mode: str, workers: int) -> dict[str, Any]:
-    from benchmarks.scale import CollectorClock, stack
+    from benchmarks.preview import overrides
+    from benchmarks.scale import CollectorClock
     from offline.engine import run_program
 
     run_program("dev")  # warm-up
     _set_mode(mode)
     with CollectorClock() as clock:
         cpu = time.process_time()
-        run = run_program("dev", overrides=stack(workers))
+        run = run_program("dev", overrides=overrides(workers))
         seconds = time.process_time() - cpu
     if run.error is not None:
         raise SystemExit(f"{mode} {workers}: {run.error}")

@@ -22,6 +22,7 @@ COMMAND = "command:remote:Command"
 HOST_STEP = "containercloud:host:HostStep"
 ZONES = {"inside": "198.51.100.0/24", "dmz": "100.64.0.0/16"}
 WORKER_NETWORK = "100.64.4.0/22"  # the generated workers' node network: up to 1023 workers
+DEFAULT_POD_CIDR = "10.244.0.0/16"  # Pulumi.yaml's podCidr: 256 node ranges of /24
 KEEP_ROLES = ("rancher", "etcd", "control-plane", "registry")
 
 
@@ -43,13 +44,18 @@ def generated_hosts(workers: int, stack_file: Path = ROOT / "Pulumi.dev.yaml") -
 
 
 def overrides(workers: int) -> dict[str, Any]:
-    """The generated stack: its hosts, and node networks that hold its nodes and nothing else (the INSIDE
+    """The generated stack: its hosts, node networks that hold its nodes and nothing else (the INSIDE
     control-plane hosts one by one, the workers' /22 of the DMZ), so adding a worker leaves the other hosts'
-    firewalls as they are."""
+    firewalls as they are, and a pod CIDR that holds a /24 for every host when the default /16 (256 nodes)
+    is too small."""
     hosts = generated_hosts(workers)
     inside = [f"{h['address']}/32" for h in hosts
               if h["zone"] != "dmz" and set(h["roles"]) & {"worker", "control-plane"}]
-    return {"zones": ZONES, "hosts": hosts, "nodeNetworks": inside + [WORKER_NETWORK]}
+    out = {"zones": ZONES, "hosts": hosts, "nodeNetworks": inside + [WORKER_NETWORK]}
+    if len(hosts) > 256:
+        prefix = 24 - (len(hosts) - 1).bit_length()
+        out["podCidr"] = str(ipaddress.ip_network(DEFAULT_POD_CIDR).supernet(new_prefix=prefix))
+    return out
 
 
 def command_chain(run: ProgramRun) -> int:

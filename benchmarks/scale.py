@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from benchmarks.fanin import sessions_at_once
 from benchmarks.preview import blast_radius, command_chain, commands_per_host, overrides, print_blast
@@ -30,7 +29,6 @@ TARGET_SECONDS = 30.0  # for the largest size measured, 1000 workers by default
 TARGET_RATIO = 11.0  # t(1000) / t(100): linear, with 10% of slack
 MAX_SESSIONS_AT_ONCE = 10  # OpenSSH's MaxStartups 10:30:100 drops unauthenticated connections beyond 10
 MAX_BLAST_CHANGED = 30
-DEFAULT_POD_CIDR = "10.244.0.0/16"  # Pulumi.yaml's podCidr: 256 node ranges of /24
 
 
 @dataclass
@@ -51,17 +49,6 @@ class Result:
     def bytes_text(self) -> str:
         size = self.pushed.bytes()
         return "unknown" if size is None else f"{size / 2**20:.1f} MiB"
-
-
-def stack(workers: int) -> dict[str, Any]:
-    """The generated stack's overrides, with a pod CIDR that holds a /24 for every host when the default
-    /16 (256 nodes) is too small."""
-    out = overrides(workers)
-    hosts = len(out["hosts"])
-    if "podCidr" not in out and hosts > 256:
-        prefix = 24 - (hosts - 1).bit_length()
-        out["podCidr"] = str(ipaddress.ip_network(DEFAULT_POD_CIDR).supernet(new_prefix=prefix))
-    return out
 
 
 class CollectorClock:
@@ -89,7 +76,7 @@ def measure(workers: int, policy: bool) -> Result:
     gc.collect()  # the previous size's garbage is not this size's cost
     with CollectorClock() as clock:
         start, cpu = time.perf_counter(), time.process_time()
-        run = run_program("dev", overrides=stack(workers))
+        run = run_program("dev", overrides=overrides(workers))
         seconds, wall = time.process_time() - cpu, time.perf_counter() - start
     if run.error is not None:
         raise SystemExit(f"the program failed for {workers} workers: {run.error}")

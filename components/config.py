@@ -76,6 +76,11 @@ class Host(_Model):
     def has(self, role: str) -> bool:
         return role in self.roles
 
+    @property
+    def is_node(self) -> bool:
+        """A Kubernetes node: it runs kubelet, kube-proxy and flannel (worker or control-plane role)."""
+        return self.has("worker") or self.has("control-plane")
+
 
 class Quota(_Model):
     cpu: Optional[str] = None
@@ -220,12 +225,12 @@ class Settings(_Model):
         """Kubernetes nodes: every worker and control-plane host runs containerd, kubelet, kube-proxy and
         flannel (control-plane nodes are tainted NoSchedule), so the API server reaches the pod network
         (admission webhooks, aggregated APIs) as in kubeadm, kubespray and RKE."""
-        return [h for h in self.hosts if h.has("worker") or h.has("control-plane")]
+        return [h for h in self.hosts if h.is_node]
 
     @property
     def other_hosts(self) -> list[Host]:
         """Inventory hosts that are not Kubernetes nodes (Rancher in docker mode, Harbor, etcd-only members)."""
-        return [h for h in self.hosts if not (h.has("worker") or h.has("control-plane"))]
+        return [h for h in self.hosts if not h.is_node]
 
     @property
     def registry_hosts(self) -> list[Host]:

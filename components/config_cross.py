@@ -55,7 +55,7 @@ def bindings(s: Settings, i: int, h: Host) -> list[Binding]:
     if h.has("control-plane"):  # kube-apiserver --secure-port; controller-manager 10257, scheduler 10259
         out += [Binding(s.api_server_port, "tcp", "kube-apiserver", "apiServerPort"),
                 Binding(10257, "tcp", "kube-controller-manager"), Binding(10259, "tcp", "kube-scheduler")]
-    if h.has("worker") or h.has("control-plane"):  # components/worker.py kubelet and kube-proxy configs
+    if h.is_node:  # components/worker.py kubelet and kube-proxy configs
         out += [Binding(10250, "tcp", "kubelet"), Binding(10248, "tcp", "kubelet (healthz)"),
                 Binding(10249, "tcp", "kube-proxy (metrics)"), Binding(10256, "tcp", "kube-proxy (healthz)"),
                 Binding(s.flannel_vxlan_port, "udp", "flannel VXLAN", "flannelVxlanPort")]
@@ -96,7 +96,7 @@ def check_ports_in_node_port_range(s: Settings) -> Iterable[Fault]:
     if rng is None:
         return
     for i, h in enumerate(s.hosts):
-        if not (h.has("worker") or h.has("control-plane")):
+        if not h.is_node:
             continue
         for b in bindings(s, i, h):
             if b.setting and b.protocol == "tcp" and rng[0] <= b.port <= rng[1]:

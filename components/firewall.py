@@ -271,16 +271,12 @@ def firewall_props(p: FirewallPlan, ruleset: str, members: str) -> dict[str, Any
         "etcdPeers": [h.address for h in p.inventory if h.has("etcd") or h.has("control-plane")],
         # With nodeNetworks the zone rules judge a network source by the declared networks and the hosts that
         # are not nodes (neither grows with the workers); without it, by each node's address (INSIDE hosts).
-        "nodeAddresses": ([h.address for h in p.inventory if _is_node(h)]
+        "nodeAddresses": ([h.address for h in p.inventory if h.is_node]
                           if p.host.zone == INSIDE and not p.node_networks else []),
         "nodeNetworks": list(p.node_networks),
         "notNodes": list(p.not_nodes),
         "ports": dict(p.ports),
     }
-
-
-def _is_node(h: Host) -> bool:
-    return h.has("worker") or h.has("control-plane")
 
 
 # --- the component ---------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ class Package:
 
 
 def _node(s: Settings, h: Host) -> bool:
-    return h.has("worker") or h.has("control-plane")
+    return h.is_node
 
 
 def runs_docker(s: Settings, h: Host) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
@@ -54,7 +54,6 @@ class Parts:
     script: str
     delete: str
     files: list[HostFile]
-    uploads: list[pulumi.Resource] = field(default_factory=list)
     prelude: str = ""  # runs before any file is written (the verified artifact fetch)
 
 

@@ -183,7 +183,7 @@ class WorkerNode(pulumi.ComponentResource):
                         opts=step_opts(self, depends_on))
 
     def _parts_step(self, name: str, parts: rolling.Parts, depends_on: list[pulumi.Resource]) -> HostStep:
-        return self._step(name, parts.script, parts.delete, parts.files, depends_on + parts.uploads,
+        return self._step(name, parts.script, parts.delete, parts.files, depends_on,
                           prelude=parts.prelude)
 
     def _runtime(self) -> rolling.Parts:
@@ -219,7 +219,7 @@ class WorkerNode(pulumi.ComponentResource):
             + render("worker/runtime.sh.j2", host=host.name, sysctl_file=SYSCTL_FILE, paths=restart_on)
         delete = render("worker/runtime_undo.sh.j2", sysctl_file=SYSCTL_FILE, modules_file=MODULES_FILE) \
             + artifacts.cleanup_script(s, step_id, bins) + (etc_hosts_undo() if own_hosts_block else "")
-        return rolling.Parts(script, delete, files, [], prelude=fetch)
+        return rolling.Parts(script, delete, files, prelude=fetch)
 
     def _kubelet(self) -> rolling.Parts:
         s, host, pki = self.args.settings, self.args.host, self.args.pki
@@ -259,7 +259,7 @@ class WorkerNode(pulumi.ComponentResource):
             "worker/kubelet.sh.j2", host=host.name, kubelet_paths=kubelet_paths, proxy_paths=proxy_paths,
             target=s.kubernetes_version, version_file=version_file("kubelet"))
         delete = render("worker/kubelet_undo.sh.j2") + artifacts.cleanup_script(s, step_id, bins)
-        return rolling.Parts(script, delete, files, [])
+        return rolling.Parts(script, delete, files)
 
 
 def worker_nodes(s: Settings, pki: ClusterPki, ssh_private_key: pulumi.Input[str], api_ready: pulumi.Resource,

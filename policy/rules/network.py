@@ -109,10 +109,14 @@ def _node_network(net: Network, props: Any) -> bool:
     firewall's props list as not a node (hosts without a node role, the deployer, the bastion, the load
     balancers: `notNodes`) lies in it. Without the list the source cannot be judged: not accepted."""
     declared = {n for n in (network(v) for v in items(get(props, "nodeNetworks"))) if n is not None}
+    return net in declared and _holds_no_outsider(net, props)
+
+
+def _holds_no_outsider(net: Network, props: Any) -> bool:
+    """Nothing of `notNodes` lies in `net`; False when the props carry no such list (cannot be judged)."""
     outsiders = get(props, "notNodes")
-    if net not in declared or outsiders is None:
-        return False
-    return not any(o is None or overlaps(o, net) for o in (network(v) for v in items(outsiders)))
+    return outsiders is not None and not any(
+        o is None or overlaps(o, net) for o in (network(v) for v in items(outsiders)))
 
 
 def validate_zone_matrix(args: Any, report: Report) -> None:
@@ -155,9 +159,7 @@ def _overlay_source_ok(net: Network, props: Any, nodes: set[str]) -> bool:
         return False
     if nodes:
         return str(net.network_address) in nodes
-    outsiders = get(props, "notNodes")
-    return outsiders is not None and not any(
-        o is None or overlaps(o, net) for o in (network(v) for v in items(outsiders)))
+    return _holds_no_outsider(net, props)
 
 
 def validate_overlay_nodes_only(args: Any, report: Report) -> None:
