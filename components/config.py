@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, Optional
 
 import pulumi
@@ -202,11 +203,28 @@ class Settings(_Model):
     headlamp: bool = Field(alias="headlamp")
 
     # --- derived views --------------------------------------------------------
+    @cached_property
+    def _by_role(self) -> dict[str, tuple[Host, ...]]:
+        """The hosts of each role, in inventory order: built once (a scan of every host per call made
+        the program's run quadratic in hosts at 1000 workers)."""
+        out: dict[str, list[Host]] = {}
+        for h in self.hosts:
+            for role in h.roles:
+                out.setdefault(role, []).append(h)
+        return {role: tuple(hosts) for role, hosts in out.items()}
+
+    @cached_property
+    def _by_name(self) -> dict[str, Host]:
+        out: dict[str, Host] = {}
+        for h in self.hosts:
+            out.setdefault(h.name, h)  # the first, as a scan would find it
+        return out
+
     def hosts_with(self, role: str) -> list[Host]:
-        return [h for h in self.hosts if h.has(role)]
+        return list(self._by_role.get(role, ()))
 
     def host(self, name: str) -> Host:
-        return next(h for h in self.hosts if h.name == name)
+        return self._by_name[name]
 
     @property
     def etcd_hosts(self) -> list[Host]:

@@ -140,16 +140,18 @@ class NodeRollout(pulumi.ComponentResource):
         self.gates.append(step)
         return step
 
-    def uncordon(self, members: list[Member], after: list[pulumi.Resource]) -> HostStep:
-        """After the batch's kubelet steps and the previous batch's uncordon step (one at a time on the drain
-        host, which an upgrade's gates impose anyway): each node registered, labelled, Ready before it is
+    def uncordon(self, members: list[Member], after: pulumi.Resource) -> HostStep:
+        """After the batch's kubelet steps (`after`: the last of the batch's removal records, which wait for
+        their node's kubelet step and for each other; one edge, not one per node, so the SDK's cycle check
+        walks the batch once, not once per node) and the previous batch's uncordon step (one at a time on the
+        drain host, which an upgrade's gates impose anyway): each node registered, labelled, Ready before it is
         uncordoned (if its drain cordoned it), annotated with its fingerprint. Removing a node is its own
         record's delete (`removal`), which reads the lists these steps leave on the host."""
         k = len(self.gates) - 1
         own = batch_path(k, "uncordon")
         script = render("node/register.sh.j2", batch_file=own, nodes=[(m.name, m.labels) for m in members])
         step = self._on_drain_host(f"batch-{k}-node", script, f"rm -f {own}", [HostFile(own, listing(members))],
-                                   [*after, *(u.command for u in self.uncordons[-1:])])
+                                   [after, *(u.command for u in self.uncordons[-1:])])
         self.uncordons.append(step)
         return step
 

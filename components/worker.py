@@ -160,18 +160,21 @@ class WorkerNode(pulumi.ComponentResource):
             pki.certs[kubelet_name(host.name)].cert_pem, pki.certs["kube-proxy"].cert_pem])
         self.member = rolling.Member(host.name, self.fingerprint, node_labels(host))
 
-    def configure(self, drain: pulumi.Resource, previous_removal: Optional[pulumi.Resource]) -> list[pulumi.Resource]:
-        """The runtime step after the batch's drain step, the kubelet step, and the node's removal record
-        (rolling.removal: no session on an `up`); the batch's uncordon step follows what this returns. The
-        batch's removal records form a chain, so removing many nodes in one `up` drains one node per batch
-        at a time on the drain host (deletes run dependents first), never all of them at once."""
+    def configure(self, drain: pulumi.Resource, previous_removal: Optional[pulumi.Resource]) -> pulumi.Resource:
+        """The runtime step after the batch's drain step (which waits for the API: the gates start at
+        `api_ready`), the kubelet step, and the node's removal record (rolling.removal: no session on an
+        `up`), which waits for the kubelet step and the previous node's record. So the batch's removal
+        records form a chain: removing many nodes in one `up` drains one node per batch at a time on the
+        drain host (deletes run dependents first), never all of them at once; and the chain's last record,
+        which this returns, is what the batch's uncordon step waits for (it follows every node of the
+        batch through the chain)."""
         s, host = self.args.settings, self.args.host
-        runtime = self._parts_step("runtime", self.runtime_parts, [drain, self.args.api_ready])
-        kubelet = self._parts_step("kubelet", self.kubelet_parts, [runtime.command, self.args.api_ready])
+        runtime = self._parts_step("runtime", self.runtime_parts, [drain])
+        kubelet = self._parts_step("kubelet", self.kubelet_parts, [runtime.command])
         removal = rolling.removal(s, host.name, self.args.drain_host, self.args.ssh_private_key,
                                   step_opts(self, [kubelet.command, *([previous_removal] if previous_removal else [])]))
         self.register_outputs({"host": host.name})
-        return [kubelet.command, removal]
+        return removal
 
     def _step(self, name: str, script: str, delete_script: str, files: list[HostFile],
               depends_on: list[pulumi.Resource], prelude: str = "") -> HostStep:
@@ -274,11 +277,11 @@ def worker_nodes(s: Settings, pki: ClusterPki, ssh_private_key: pulumi.Input[str
         members = [WorkerNode(h.name, WorkerNodeArgs(s, h, pki, ssh_private_key, api_ready, drain_host,
                                                      kube_proxy_kubeconfig)) for h in batch]
         drain = rollout.drain([m.member for m in members])
-        after: list[pulumi.Resource] = []
+        last: Optional[pulumi.Resource] = None
         for m in members:
-            after += m.configure(drain.command, after[-1] if after else None)
-        if members:
-            uncordon = rollout.uncordon([m.member for m in members], after)
+            last = m.configure(drain.command, last)
+        if last is not None:
+            uncordon = rollout.uncordon([m.member for m in members], last)
             for m in members:
                 m.ready = uncordon.command
         nodes += members
