@@ -5,12 +5,17 @@ collects once after, and leaves the collector as it found it, also when the prog
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
 import pytest
 
 from offline.engine import run_program
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The probe program's cyclic garbage, seen from here: the program appends a weak reference to it.
 PROBES: list[weakref.ref[object]] = []
@@ -67,3 +72,19 @@ def test_a_caller_that_turned_the_collector_off_keeps_it_off(program: Path) -> N
         assert PROBES[0]() is not None, "collected although the caller had the collector off"
     finally:
         gc.enable()
+
+
+def test_the_program_itself_turns_the_collector_off_for_its_run() -> None:
+    """`pulumi up` runs __main__.py in a process of its own, without the engine's pause: the program makes the
+    same choice (components/evaluation.py), so the benchmark's figures are those of a real run."""
+    probe = ("import contextlib, gc\n"
+             "from offline.engine import runner\n"
+             "runner.collector_paused = contextlib.nullcontext  # as the language host runs it: no pause around\n"
+             "assert gc.isenabled()\n"
+             "run = runner.run_program('dev')\n"
+             "assert run.error is None, run.error\n"
+             "print('collector enabled after the program:', gc.isenabled())\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "collector enabled after the program: False" in out.stdout
