@@ -120,6 +120,19 @@ def command_graph(run: ProgramRun) -> dict[str, list[str]]:
     return {u: sorted(waits_for(u)) for u in sessions}
 
 
+def reaches(graph: dict[str, list[str]], start: str, goal: str) -> bool:
+    """Whether `start` waits for `goal`, directly or through others (the engine orders by every edge)."""
+    seen, todo = set(), [start]
+    while todo:
+        urn = todo.pop()
+        if urn == goal:
+            return True
+        if urn not in seen:
+            seen.add(urn)
+            todo += graph[urn]
+    return False
+
+
 def longest_chain(graph: dict[str, list[str]]) -> list[str]:
     memo: dict[str, list[str]] = {}
 

@@ -23,7 +23,7 @@ from offline.certificates import CERT_TYPES, due_for_renewal, from_outputs, from
 from offline.engine import ProgramRun, run_program
 from offline.engine.mocks import SECRET_SIG, SECRET_VALUE, HighFidelityMocks, build_certificate
 from offline.engine.runner import ROOT
-from tests.k8s_support import COMMAND, command_graph, files_by_host, short
+from tests.k8s_support import COMMAND, command_graph, files_by_host, reaches, short
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 YEAR, WINDOW = 8760, 720  # the defaults: certValidityHours, certEarlyRenewalHours
@@ -199,18 +199,6 @@ def _commands(run: ProgramRun) -> dict[str, str]:
     return {short(r.urn): json.dumps(r.inputs, sort_keys=True, default=str) for r in run.of_type(COMMAND)}
 
 
-def _reaches(graph: dict[str, list[str]], start: str, goal: str) -> bool:
-    seen, todo = set(), [start]
-    while todo:
-        urn = todo.pop()
-        if urn == goal:
-            return True
-        if urn not in seen:
-            seen.add(urn)
-            todo += graph[urn]
-    return False
-
-
 def test_renewal_at_up_reissues_the_leaves_and_restarts_their_users_in_the_rolling_order() -> None:
     state = RenewingState()
     first = run_program("ha", mocks=state)
@@ -240,11 +228,11 @@ def test_renewal_at_up_reissues_the_leaves_and_restarts_their_users_in_the_rolli
     graph = command_graph(second)
     for a, b in (("cp-1", "cp-2"), ("cp-2", "cp-3")):
         for s in ("etcd", "kube-apiserver"):
-            assert _reaches(graph, urns[f"{b}-{s}"], urns[f"{a}-{s}"]), f"{b}-{s} does not wait for {a}-{s}"
+            assert reaches(graph, urns[f"{b}-{s}"], urns[f"{a}-{s}"]), f"{b}-{s} does not wait for {a}-{s}"
     gates = sorted(n for n in changed if n.startswith("cp-1-rollout-batch-"))
     assert len(gates) == 10  # ha has 11 nodes: every batch holds one, every batch rolls
     for node in nodes:
-        assert any(_reaches(graph, urns[f"{node}-kubelet"], urns[g]) for g in gates), node
+        assert any(reaches(graph, urns[f"{node}-kubelet"], urns[g]) for g in gates), node
 
 
 def _openssl_verify(tmp: Path, ca_pem: str, leaf_pem: str) -> bool:

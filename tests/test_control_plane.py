@@ -20,7 +20,17 @@ import yaml
 from components.config import parse_settings
 from components.control_plane import etcd_remove_script
 from offline.engine.runner import ProgramRun, load_stack_config, run_program
-from tests.k8s_support import COMMAND, files_by_host, inner_script, k8s_steps, secret_strings, step, unit_exec
+from tests.k8s_support import (
+    COMMAND,
+    command_graph,
+    files_by_host,
+    inner_script,
+    k8s_steps,
+    reaches,
+    secret_strings,
+    step,
+    unit_exec,
+)
 
 NODE_UNITS = {"containerd.service", "kubelet.service", "kube-proxy.service"}
 # Control-plane hosts are Kubernetes nodes too (tainted NoSchedule): the API server must reach pods.
@@ -200,8 +210,10 @@ def test_order_certificates_etcd_apiserver_controllers_then_workers(stack):
     ready = by_name[f"{s.control_plane_hosts[0].name}-api-ready"]
     for h in s.control_plane_hosts:
         assert urn[f"{h.name}-controllers"] in ready.dependencies
+    graph = command_graph(run)  # a node's steps wait for the API through their batch's drain step
     for w in s.worker_hosts:
-        assert ready.command_urn in by_name[f"{w.name}-kubelet"].dependencies
+        assert reaches(graph, urn[f"{w.name}-runtime"], ready.command_urn)
+        assert reaches(graph, urn[f"{w.name}-kubelet"], ready.command_urn)
 
 
 def test_every_rendered_script_passes_shellcheck(stack, tmp_path):
