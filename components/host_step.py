@@ -122,6 +122,7 @@ class HostStep(pulumi.ComponentResource):
             ],
         }
         super().__init__("containercloud:host:HostStep", name, props, opts)
+        self.host = args.host  # the inventory name: prerequisites' gating finds a worker's own check by it
         step_id = name if name.startswith(f"{args.host}-") else f"{args.host}-{name}"  # the marker file name
 
         def scripts(contents: list[str]) -> dict[str, str]:

@@ -7,10 +7,18 @@ It checks what every later step assumes: Debian 12 or 13 (the scripts use apt, d
 repositories (in an air gap, its internal mirror); otherwise the step fails with one message naming
 the host and every missing package.
 
-"Before anything else on any host": every host's check runs in parallel, then one gate resource (on
-the deployer, no SSH) depends on all of them, and every other remote command and upload of the stack
-depends on the gate — N edges in, one edge out per command: no O(N²) graph, no SSH storm, and a
-failed check stops the whole stack before any host changes.
+"Before anything else on its host": every host's check runs in parallel. The platform hosts' checks (every
+host that is not only a worker: a number that does not grow with the cluster) meet in one gate resource (on
+the deployer, no SSH), and every remote command and upload on a platform host, and every deployer-side
+command, depends on the gate: a failed platform check stops the whole stack before any host changes. A
+worker's own commands and uploads depend on that worker's check instead (they reach the platform through
+the API-ready step, which waits for the gate). So no resource depends, even transitively, on O(workers)
+checks: the SDK's cycle check (`pulumi/runtime/resource_cycle_breaker.py`) walks everything a dependency
+depends on, once per declared dependency, and a gate over every host made that walk O(hosts) per step,
+O(hosts²) per program (measured: 418 walks of ~167 resources through `master-1-api-ready` at 100 workers).
+The price: a worker's failed check stops only its own steps by the graph; `pulumi up` then starts no new
+step anywhere (its default: in-flight steps complete; `--continue-on-error` lets the others go on), so
+another worker that passed its check may already have run its first steps (docs/upstream.md).
 """
 
 from __future__ import annotations
@@ -105,27 +113,42 @@ def check(s: Settings, h: Host, ssh_private_key: pulumi.Input[str]) -> HostStep:
 
 
 def gate(checks: list[HostStep]) -> command.local.Command:
-    """One resource on the deployer that completes once every host passed its check."""
+    """One resource on the deployer that completes once every platform host passed its check."""
     return command.local.Command(
-        "host-prerequisites", create="echo every host passed its prerequisites",
+        "host-prerequisites", create="echo every platform host passed its prerequisites",
         opts=pulumi.ResourceOptions(depends_on=[c.command for c in checks]))
 
 
-def _after(barrier: pulumi.Resource, args: pulumi.ResourceTransformationArgs
+def only_worker(h: Host) -> bool:
+    """A host whose only role is worker: its steps wait for its own check, not for the gate."""
+    return set(h.roles) == {"worker"}
+
+
+def target_host(opts: Optional[pulumi.ResourceOptions]) -> Optional[str]:
+    """The inventory name of the host a command runs on, from its parent HostStep (`host`); None for a
+    command that is not a HostStep's (a local command, a removal record, an upload)."""
+    host = getattr(opts.parent, "host", None) if opts is not None else None
+    return host if isinstance(host, str) else None
+
+
+def _after(barrier: pulumi.Resource, own: dict[str, pulumi.Resource], args: pulumi.ResourceTransformationArgs
            ) -> Optional[pulumi.ResourceTransformationResult]:
-    """Every remote command, upload and deployer-side command registered after the barrier waits for it."""
+    """Every remote command, upload and deployer-side command registered after the barrier waits for it, but
+    those of a worker's HostSteps, which wait for the worker's own check (`own`: host name -> check command)."""
     if args.type_ not in GATED_TYPES:
         return None
+    first = own.get(target_host(args.opts) or "", barrier)
     return pulumi.ResourceTransformationResult(
-        args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[barrier])))
+        args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[first])))
 
 
 def first_on_every_host(s: Settings, ssh_private_key: pulumi.Input[str]) -> command.local.Command:
-    """The prerequisite check of every host, their gate, and a stack transformation that makes every
-    command and upload registered after it depend on the gate. Call it before any other component (a
-    component's children inherit the transformations registered before the component was constructed):
-    __main__.py does, as its first resource."""
-    checks = [check(s, h, ssh_private_key) for h in s.hosts]
-    barrier = gate(checks)
-    pulumi.runtime.register_stack_transformation(functools.partial(_after, barrier))
+    """The prerequisite check of every host, the platform hosts' gate, and a stack transformation that makes
+    every command and upload registered after it depend on the gate, or on its worker's own check. Call it
+    before any other component (a component's children inherit the transformations registered before the
+    component was constructed): __main__.py does, as its first resource."""
+    checks = {h.name: (h, check(s, h, ssh_private_key)) for h in s.hosts}
+    barrier = gate([c for h, c in checks.values() if not only_worker(h)])
+    own: dict[str, pulumi.Resource] = {n: c.command for n, (h, c) in checks.items() if only_worker(h)}
+    pulumi.runtime.register_stack_transformation(functools.partial(_after, barrier, own))
     return barrier
