@@ -1,7 +1,8 @@
 """`python -m benchmarks.collector [--sizes 100 200 1000] [--modes ...]`: the program run under each setting of
 Python's cyclic garbage collector, each (mode, size) in a fresh process after a warm-up run: CPU seconds, the
 collector's share of them (gc.callbacks) and the process's peak RSS. The README's Benchmark section holds the
-table and the choice (`paused`: offline/engine/runner.py collector_paused, what every run uses)."""
+table and the choice (`paused`: components/evaluation.py in the program, offline/engine/runner.py collector_paused
+around every in-process run)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ MODES = ("default", "freeze", "threshold", "paused")
 
 
 def _set_mode(mode: str) -> None:
-    """Every mode but `paused` replaces the engine's own setting with the one measured."""
+    """Every mode but `paused` replaces the program's and the engine's own setting with the one measured."""
+    from components import evaluation
     from offline.engine import runner
 
     if mode != "paused":
         runner.collector_paused = contextlib.nullcontext  # type: ignore[assignment]
+        evaluation.collector_off = lambda: None  # the program would turn the collector off itself
     if mode == "freeze":
         gc.freeze()  # after the warm-up: imports, templates and the key pool are out of the collector's walks
     if mode == "threshold":

@@ -147,8 +147,8 @@ def first_on_every_host(s: Settings, ssh_private_key: pulumi.Input[str]) -> comm
     every command and upload registered after it depend on the gate, or on its worker's own check. Call it
     before any other component (a component's children inherit the transformations registered before the
     component was constructed): __main__.py does, as its first resource."""
-    checks = {h.name: (h, check(s, h, ssh_private_key)) for h in s.hosts}
-    barrier = gate([c for h, c in checks.values() if not only_worker(h)])
-    own: dict[str, pulumi.Resource] = {n: c.command for n, (h, c) in checks.items() if only_worker(h)}
+    checks = {h.name: check(s, h, ssh_private_key) for h in s.hosts}
+    barrier = gate([checks[h.name] for h in s.hosts if not only_worker(h)])
+    own: dict[str, pulumi.Resource] = {h.name: checks[h.name].command for h in s.hosts if only_worker(h)}
     pulumi.runtime.register_stack_transformation(functools.partial(_after, barrier, own))
     return barrier

@@ -44,7 +44,6 @@ class WorkerNodeArgs:
     host: Host
     pki: ClusterPki
     ssh_private_key: pulumi.Input[str]
-    api_ready: pulumi.Resource
     drain_host: Host  # the control-plane host whose admin kubeconfig drains this node
     kube_proxy_kubeconfig: Optional[pulumi.Output[str]] = None  # the same on every node: built once
 
@@ -274,7 +273,7 @@ def worker_nodes(s: Settings, pki: ClusterPki, ssh_private_key: pulumi.Input[str
     rollout = rolling.NodeRollout("node-rollout", rolling.NodeRolloutArgs(s, ssh_private_key, drain_host, api_ready))
     nodes: list[WorkerNode] = []
     for batch in rolling.batches(s.node_hosts, s.max_unavailable_workers):
-        members = [WorkerNode(h.name, WorkerNodeArgs(s, h, pki, ssh_private_key, api_ready, drain_host,
+        members = [WorkerNode(h.name, WorkerNodeArgs(s, h, pki, ssh_private_key, drain_host,
                                                      kube_proxy_kubeconfig)) for h in batch]
         drain = rollout.drain([m.member for m in members])
         last: Optional[pulumi.Resource] = None

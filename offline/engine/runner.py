@@ -150,16 +150,12 @@ async def _drain_outputs() -> None:
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while the program runs, then one collection of what the run
-    allocated; the collector's state is restored, also when the program fails.
-
-    A program run keeps every resource, output and future to its end, and the SDK makes many short-lived reference
-    cycles; with the default thresholds the collector walks the growing heap of survivors again and again: 30-50%
-    of the run at 100-1000 workers (README, Benchmark: the table and the alternatives measured). Off, the cycles
-    wait for the end of the run (5-10% more peak memory), and `gc.collect(1)` frees them: it walks the young
-    generations only, which hold everything the run allocated (nothing was promoted while the collector was off),
-    not the older heap; the survivors move to the oldest generation as usual. When the caller had the collector
-    off, it stays off and nothing is collected.
+    """Python's cyclic garbage collector off while the program runs (the program's own choice, and why:
+    components/evaluation.py), then one collection of what the run allocated, and the collector's state
+    restored, also when the program fails: this process runs program after program, where `pulumi up` ends
+    its process. `gc.collect(1)` walks the young generations only, which hold everything the run allocated
+    (nothing was promoted while the collector was off), not the older heap; the survivors move to the oldest
+    generation as usual. When the caller had the collector off, it stays off and nothing is collected.
     """
     enabled = gc.isenabled()
     gc.disable()
