@@ -76,15 +76,22 @@ def test_a_caller_that_turned_the_collector_off_keeps_it_off(program: Path) -> N
 
 def test_the_program_itself_turns_the_collector_off_for_its_run() -> None:
     """`pulumi up` runs __main__.py in a process of its own, without the engine's pause: the program makes the
-    same choice (components/evaluation.py), so the benchmark's figures are those of a real run."""
-    probe = ("import contextlib, gc\n"
+    same choice (components/evaluation.py), so the benchmark's figures are those of a real run. And the process's
+    exit handlers freeze the heap, so CPython's final collection at exit walks none of what the run allocated."""
+    probe = ("import atexit, contextlib, gc\n"
              "from offline.engine import runner\n"
              "runner.collector_paused = contextlib.nullcontext  # as the language host runs it: no pause around\n"
              "assert gc.isenabled()\n"
              "run = runner.run_program('dev')\n"
              "assert run.error is None, run.error\n"
-             "print('collector enabled after the program:', gc.isenabled())\n")
+             "print('collector enabled after the program:', gc.isenabled())\n"
+             "tracked = len(gc.get_objects())\n"
+             "print('frozen before exit:', gc.get_freeze_count())\n"
+             "atexit._run_exitfuncs()  # what sys.exit runs before the interpreter's final collection\n"
+             "print('frozen at exit:', gc.get_freeze_count() >= tracked, tracked)\n")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "collector enabled after the program: False" in out.stdout
+    assert "frozen before exit: 0" in out.stdout
+    assert "frozen at exit: True" in out.stdout
