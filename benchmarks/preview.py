@@ -17,9 +17,9 @@ import yaml
 
 from offline.engine import ProgramRun, run_program
 from offline.engine.runner import ROOT
+from policy.rules.artifacts.steps import step_props
 
 COMMAND = "command:remote:Command"
-HOST_STEP = "containercloud:host:HostStep"
 ZONES = {"inside": "198.51.100.0/24", "dmz": "100.64.0.0/16"}
 WORKER_NETWORK = "100.64.4.0/22"  # the generated workers' node network: up to 1023 workers
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # Pulumi.yaml's podCidr: 256 node ranges of /24
@@ -84,15 +84,12 @@ def command_chain(run: ProgramRun) -> int:
 
 
 def commands_per_host(run: ProgramRun) -> Counter[str]:
-    by_urn = run.by_urn()
     counts: Counter[str] = Counter()
     for r in run.registrations:
         if not r.type.startswith(COMMAND):
             continue
-        parent = by_urn.get(r.parent)
-        while parent is not None and parent.type != HOST_STEP:
-            parent = by_urn.get(parent.parent)
-        counts[parent.plain_inputs["host"] if parent else "(no host step)"] += 1
+        step = step_props(r.type, r.plain_inputs, r.name)
+        counts[step["host"] if step else "(no host step)"] += 1
     return counts
 
 

@@ -151,7 +151,7 @@ class DirectoryAuth(pulumi.ComponentResource):
         self.ready: list[pulumi.Resource] = [self.harbor, self.rancher]
         self.register_outputs({"url": args.settings.directory.url})
 
-    def _harbor(self, name: str) -> HostStep:
+    def _harbor(self, name: str) -> pulumi.Resource:
         a = self.args
         s = a.settings
         host = s.registry_hosts[0]
@@ -166,9 +166,9 @@ class DirectoryAuth(pulumi.ComponentResource):
                          script=api + render("directory/harbor.sh.j2", url=s.directory.url, body_path=body_path),
                          delete_script=render("directory/harbor-undo.sh.j2", api_dir=HARBOR_API_DIR),
                          files=files, use_sudo=needs_sudo(s, host)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(a.harbor_ready)))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(a.harbor_ready))).command
 
-    def _rancher(self, name: str) -> HostStep:
+    def _rancher(self, name: str) -> pulumi.Resource:
         a = self.args
         s = a.settings
         host = s.host(a.rancher_host)
@@ -187,4 +187,4 @@ class DirectoryAuth(pulumi.ComponentResource):
                                  + render("directory/rancher.sh.j2", **values)),
                          delete_script=render("directory/rancher-undo.sh.j2", **values),
                          files=files, use_sudo=needs_sudo(s, host)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(a.rancher_ready)))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(a.rancher_ready))).command

@@ -113,7 +113,7 @@ def certs_d_path(registry_hostname: str) -> str:
 
 
 def docker_step(s: Settings, host: Host, private_key: pulumi.Input[str], registry_ca_pem: pulumi.Input[str],
-                parent: pulumi.Resource, depends_on: Optional[list[pulumi.Resource]] = None) -> HostStep:
+                parent: pulumi.Resource, depends_on: Optional[list[pulumi.Resource]] = None) -> pulumi.Resource:
     """Docker engine + compose plugin on `host`, trusting the registry through certs.d."""
     conn = host_connection(s, host, private_key)
     files = docker_artifacts()
@@ -135,4 +135,4 @@ def docker_step(s: Settings, host: Host, private_key: pulumi.Input[str], registr
         HostStepArgs(host=host.name, connection=conn, script=script, delete_script=undo, files=step_files,
                      use_sudo=needs_sudo(s, host)),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=(depends_on or []) + ups),
-    )
+    ).command

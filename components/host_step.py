@@ -15,13 +15,15 @@ How a step reaches the host (one `remote.Command`):
   * Files are written only when their content differs (`put_file`), and the list of changed files
     is available to the body as `changed PATH`, so a second run restarts nothing.
 
-The component's props carry the host, the file list (secret contents as Pulumi secrets) and the
-script, which is what the offline preview writes to `build/<stack>/hosts/<host>/`.
+The policy pack and the offline preview (`build/<stack>/hosts/<host>/`) read each step from its Command:
+`create` names the step and its host in the step script's first lines and holds every non-secret file;
+`stdin` holds the secret ones (policy/rules/artifacts/steps.py decodes both).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -102,76 +104,87 @@ def _delimiter(path: str, content: str) -> str:
     return "CC_FILE_" + hashlib.sha256((path + content).encode()).hexdigest()[:16]
 
 
-class HostStep(pulumi.ComponentResource):
-    """A step on a host: `containercloud:host:HostStep`."""
+OLD_TYPE = "containercloud:host:HostStep"  # the wrapper component around each Command until issue 16 (aliased)
+
+
+def old_step_urn(name: str, owner: Optional[pulumi.Resource]) -> pulumi.Input[str]:
+    """The URN of the `containercloud:host:HostStep` component that wrapped the step's Command until issue 16,
+    under the step's owner (or the stack)."""
+    if owner is None:
+        return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{OLD_TYPE}::{name}"
+    return owner.urn.apply(lambda urn: f"{urn.rsplit('::', 1)[0]}${OLD_TYPE}::{name}")
+
+
+class HostStep:
+    """A step on a host: one `command:remote:Command`, registered under the step's owner (`opts.parent`).
+
+    Not a resource of its own: the Command holds everything the step deploys (its `create`, `delete` and
+    `stdin`), which is what the policy pack and the offline preview read (policy/rules/artifacts/steps.py).
+    A wrapper component per step was a third of the program's resources at 1000 workers and bought nothing.
+    Stacks created before issue 16 hold each Command under its wrapper: the alias makes `pulumi up` adopt it
+    (a delete would run the step's undo on the host). Only `parent`, `depends_on` and `aliases` of `opts`
+    reach the Command."""
 
     command: command.remote.Command
 
     def __init__(self, name: str, args: HostStepArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        plain_files = [f for f in args.files if not f.secret]
-        secret_files = [f for f in args.files if f.secret]
-        props = {
-            "host": args.host,
-            "step": name,
-            "script": args.script,
-            "deleteScript": args.delete_script,
-            "files": [
-                {"path": f.path, "mode": f.mode, "secret": f.secret,
-                 "content": pulumi.Output.secret(f.content) if f.secret else f.content}
-                for f in args.files
-            ],
-        }
-        super().__init__("containercloud:host:HostStep", name, props, opts)
-        self.host = args.host  # the inventory name: prerequisites' gating finds a worker's own check by it
-        step_id = name if name.startswith(f"{args.host}-") else f"{args.host}-{name}"  # the marker file name
-
-        def scripts(contents: list[str]) -> dict[str, str]:
-            files = [
-                {"path": f.path, "mode": f.mode, "content": c, "delimiter": _delimiter(f.path, c), "early": f.early}
-                for f, c in zip(plain_files, contents, strict=True)
-            ]
-            digest = _digest(([args.prelude] if args.prelude else []) + [args.script, args.delete_script]
-                             + [f"{f['path']}:{f['mode']}:{f['content']}" for f in files]
-                             + [f"{f.path}:{f.mode}:secret" for f in secret_files])
-            body = render("host_step/step.sh.j2", step=step_id, marker_dir=MARKER_DIR, digest=digest,
-                          files=files, secret_count=len(secret_files), body=args.script, prelude=args.prelude)
-            undo = render("host_step/undo.sh.j2", step=step_id, marker_dir=MARKER_DIR, digest=digest,
-                          body=args.delete_script, dirs=owned_dirs([f.path for f in args.files]))
-            sudo = "sudo -n " if args.use_sudo else ""
-            return {
-                "digest": digest,
-                "create": render("host_step/wrapper.sh.j2", script=body, sudo=sudo),
-                "delete": render("host_step/wrapper.sh.j2", script=undo, sudo=sudo),
-                "body": body,
-                "undo": undo,
-            }
-
-        contents = [f.content for f in plain_files]
-        if all(isinstance(c, str) for c in contents):
-            now = scripts(contents)  # nothing to wait for: render now, no Output chain (cheaper at scale)
-            self.digest: pulumi.Input[str] = now["digest"]
-            self.script: pulumi.Input[str] = now["body"]
-            create: pulumi.Input[str] = now["create"]
-            delete: pulumi.Input[str] = now["delete"]
-        else:
-            rendered = pulumi.Output.all(*contents).apply(scripts)
-            self.digest = rendered.apply(lambda r: r["digest"])
-            self.script = rendered.apply(lambda r: r["body"])
-            create = rendered.apply(lambda r: r["create"])
-            delete = rendered.apply(lambda r: r["delete"])
+        self.host = args.host  # the inventory name
+        owner = opts.parent if opts else None
+        rendered = _rendered(name, args)
+        self.digest: pulumi.Input[str] = rendered["digest"]
+        aliases = [*(opts.aliases or [] if opts else []), pulumi.Alias(parent=old_step_urn(name, owner))]
         self.command = command.remote.Command(
             name,
             connection=args.connection,
-            create=create,
-            delete=delete,
+            create=rendered["create"],
+            delete=rendered["delete"],
             stdin=_secret_bundle(args.files),
             triggers=[self.digest],
             add_previous_output_in_env=False,
-            # a component's depends_on is not recorded on its children: pass it on, so the engine
-            # orders creates (and deletes, in reverse) by these edges
-            opts=pulumi.ResourceOptions(parent=self, depends_on=(opts.depends_on if opts else None)),
+            opts=pulumi.ResourceOptions(parent=owner, depends_on=(opts.depends_on if opts else None),
+                                        aliases=aliases),
         )
-        self.register_outputs({"digest": self.digest})
+
+
+def _rendered(name: str, args: HostStepArgs) -> dict[str, pulumi.Input[str]]:
+    """The step's digest, create and delete: plain strings when every file is known now (no Output
+    chain: cheaper at scale), Outputs otherwise."""
+    plain_files = [f for f in args.files if not f.secret]
+    contents = [f.content for f in plain_files]
+    if all(isinstance(c, str) for c in contents):
+        return dict(render_step(name, args, contents))
+    both = pulumi.Output.all(*contents).apply(lambda known: render_step(name, args, known))
+    return {key: both.apply(functools.partial(_pick, key)) for key in ("digest", "create", "delete")}
+
+
+def _pick(key: str, rendered: dict[str, str]) -> str:
+    return rendered[key]
+
+
+def render_step(name: str, args: HostStepArgs, contents: Sequence[str]) -> dict[str, str]:
+    """What the step's Command runs: `create` and `delete` (the wrapper around the step and undo scripts), with
+    the step's `digest` and `body` (the step script). `contents`: those of the non-secret files, in order."""
+    plain_files = [f for f in args.files if not f.secret]
+    secret_files = [f for f in args.files if f.secret]
+    step_id = name if name.startswith(f"{args.host}-") else f"{args.host}-{name}"  # the marker file name
+    files = [
+        {"path": f.path, "mode": f.mode, "content": c, "delimiter": _delimiter(f.path, c), "early": f.early}
+        for f, c in zip(plain_files, contents, strict=True)
+    ]
+    digest = _digest(([args.prelude] if args.prelude else []) + [args.script, args.delete_script]
+                     + [f"{f['path']}:{f['mode']}:{f['content']}" for f in files]
+                     + [f"{f.path}:{f.mode}:secret" for f in secret_files])
+    body = render("host_step/step.sh.j2", step=step_id, host=args.host, marker_dir=MARKER_DIR, digest=digest,
+                  files=files, secret_count=len(secret_files), body=args.script, prelude=args.prelude)
+    undo = render("host_step/undo.sh.j2", step=step_id, host=args.host, marker_dir=MARKER_DIR, digest=digest,
+                  body=args.delete_script, dirs=owned_dirs([f.path for f in args.files]))
+    sudo = "sudo -n " if args.use_sudo else ""
+    return {
+        "digest": digest,
+        "create": render("host_step/wrapper.sh.j2", script=body, sudo=sudo),
+        "delete": render("host_step/wrapper.sh.j2", script=undo, sudo=sudo),
+        "body": body,
+    }
 
 
 def connection(address: str, user: str, port: int, private_key: pulumi.Input[str],

@@ -26,11 +26,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 import pulumi_command as command
 
+from components import host_step
 from components.config import Host, Settings
 from components.host_step import HostStep, HostStepArgs, host_connection, needs_sudo
 from components.templating import render
@@ -95,16 +96,17 @@ def script(s: Settings, host: Host) -> str:
 
 
 def _old_parent(name: str) -> str:
-    """The URN of the `containercloud:host:HostPrerequisites` component that wrapped the check until issue 16
-    (one resource per host that bought nothing: the policy pack and the preview read the HostStep)."""
-    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{OLD_TYPE}::{name}"
+    """The URN of the check's `containercloud:host:HostStep` component in the oldest stacks, under the
+    `containercloud:host:HostPrerequisites` component that wrapped it until issue 16."""
+    return (f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{OLD_TYPE}${host_step.OLD_TYPE}"
+            f"::{name}")
 
 
 def check(s: Settings, h: Host, ssh_private_key: pulumi.Input[str]) -> HostStep:
-    """The host's check, a HostStep at the top of the stack. Stacks created before issue 16 hold it (and its
-    Command) under the old wrapper: the alias makes `pulumi up` adopt both, not delete them (a delete would
-    run the step's undo on the host) and create new ones. The Command inherits the alias from its parent
-    (the engine's step generator multiplies a parent's alias into its children's)."""
+    """The host's check, a step at the top of the stack. Stacks created before issue 16 hold its Command under
+    a `HostStep` component, itself under the `HostPrerequisites` wrapper in the oldest stacks: the aliases
+    (the step's own, and this one) make `pulumi up` adopt the Command, not delete it (a delete would run the
+    step's undo on the host) and create a new one."""
     name = f"{h.name}-prerequisites"
     return HostStep(name, HostStepArgs(
         host=h.name, connection=host_connection(s, h, ssh_private_key), script=script(s, h),
@@ -124,20 +126,21 @@ def only_worker(h: Host) -> bool:
     return set(h.roles) == {"worker"}
 
 
-def target_host(opts: Optional[pulumi.ResourceOptions]) -> Optional[str]:
-    """The inventory name of the host a command runs on, from its parent HostStep (`host`); None for a
-    command that is not a HostStep's (a local command, a removal record, an upload)."""
-    host = getattr(opts.parent, "host", None) if opts is not None else None
+def target_address(props: Any) -> Optional[str]:
+    """The address a remote command or upload connects to (`connection.host`); None for a deployer-side
+    command or when it is not known now."""
+    connection = props.get("connection") if isinstance(props, dict) else None
+    host = getattr(connection, "host", None) if connection is not None else None
     return host if isinstance(host, str) else None
 
 
 def _after(barrier: pulumi.Resource, own: dict[str, pulumi.Resource], args: pulumi.ResourceTransformationArgs
            ) -> Optional[pulumi.ResourceTransformationResult]:
     """Every remote command, upload and deployer-side command registered after the barrier waits for it, but
-    those of a worker's HostSteps, which wait for the worker's own check (`own`: host name -> check command)."""
+    those that run on a worker-only host, which wait for that worker's own check (`own`: address -> check)."""
     if args.type_ not in GATED_TYPES:
         return None
-    first = own.get(target_host(args.opts) or "", barrier)
+    first = own.get(target_address(args.props) or "", barrier)
     return pulumi.ResourceTransformationResult(
         args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[first])))
 
@@ -149,6 +152,6 @@ def first_on_every_host(s: Settings, ssh_private_key: pulumi.Input[str]) -> comm
     component was constructed): __main__.py does, as its first resource."""
     checks = {h.name: check(s, h, ssh_private_key) for h in s.hosts}
     barrier = gate([checks[h.name] for h in s.hosts if not only_worker(h)])
-    own: dict[str, pulumi.Resource] = {h.name: checks[h.name].command for h in s.hosts if only_worker(h)}
+    own: dict[str, pulumi.Resource] = {h.address: checks[h.name].command for h in s.hosts if only_worker(h)}
     pulumi.runtime.register_stack_transformation(functools.partial(_after, barrier, own))
     return barrier

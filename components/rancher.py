@@ -142,8 +142,8 @@ class RancherServer(pulumi.ComponentResource):
                                          opts=pulumi.ResourceOptions(parent=self))
         self.admin_password = pulumi.Output.secret(password.result)
         self.ready = self._docker() if s.rancher_mode == "docker" else self._helm(name)
-        self.import_step = self._import()
-        self.cluster_id = self.import_step.command.stdout.apply(lambda out: (out or "").strip())
+        self.import_step = self._import().command
+        self.cluster_id = self.import_step.stdout.apply(lambda out: (out or "").strip())
         self.register_outputs({"url": self.url, "adminPassword": self.admin_password, "clusterId": self.cluster_id})
 
     # --- docker mode ---------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class RancherServer(pulumi.ComponentResource):
                          delete_script=render("rancher/docker-undo.sh.j2", **values), files=files,
                          use_sudo=needs_sudo(s, host)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[docker, *self.args.registry_ready]))
-        return [step]
+        return [step.command]
 
     # --- helm mode -----------------------------------------------------------------------------
     def _helm(self, name: str) -> list[pulumi.Resource]:

@@ -226,7 +226,7 @@ class Harbor(pulumi.ComponentResource):
         self.ready = [self._images(first, projects)]
         # artifactsDirectory mode: the binaries every host installs, published once (components/artifacts.py)
         self.artifacts_ready: list[pulumi.Resource] = (
-            [self._publish_artifacts(first, projects).command] if artifacts.registry_mode(s) else [])
+            [self._publish_artifacts(first, projects)] if artifacts.registry_mode(s) else [])
         self.register_outputs({"url": self.url, "adminPassword": self.admin_password})
 
     def _shared_secrets(self, name: str) -> list[HostFile]:
@@ -267,16 +267,17 @@ class Harbor(pulumi.ComponentResource):
             deps.append(self._storage(host))
         return host, deps
 
-    def _rolling(self, hosts: list[tuple[Host, list[pulumi.Resource]]], shared: list[HostFile]) -> list[HostStep]:
+    def _rolling(self, hosts: list[tuple[Host, list[pulumi.Resource]]],
+                 shared: list[HostFile]) -> list[pulumi.Resource]:
         """One Harbor after the other: each host's step waits for the previous host's, which ends only when
         that instance answers healthy; a change that restarts Harbor (a version, a renewed certificate)
         never has two instances down behind the registry load balancer."""
-        steps: list[HostStep] = []
+        steps: list[pulumi.Resource] = []
         for host, deps in hosts:
             steps.append(self._harbor(host, shared, [*deps, *steps[-1:]]))
         return steps
 
-    def _storage(self, host: Host) -> HostStep:
+    def _storage(self, host: Host) -> pulumi.Resource:
         s = self.args.settings
         fstype, spec = s.registry_shared_storage.split(":", 1)
         options = "_netdev,nofail,hard,noatime" if fstype == "nfs" else "_netdev,nofail,noatime,name=harbor"
@@ -289,9 +290,9 @@ class Harbor(pulumi.ComponentResource):
                          script=render("registry/storage.sh.j2", **values),
                          delete_script=render("registry/storage-undo.sh.j2", **values),
                          use_sudo=needs_sudo(s, host)),
-            opts=self._child())
+            opts=self._child()).command
 
-    def _harbor(self, host: Host, shared: list[HostFile], deps: list[pulumi.Resource]) -> HostStep:
+    def _harbor(self, host: Host, shared: list[HostFile], deps: list[pulumi.Resource]) -> pulumi.Resource:
         s = self.args.settings
         conn = host_connection(s, host, self.args.ssh_private_key)
         installer = docker_engine.staged("harbor", s.registry_version,
@@ -325,7 +326,7 @@ class Harbor(pulumi.ComponentResource):
             f"{host.name}-harbor",
             HostStepArgs(host=host.name, connection=conn, script=script, delete_script=undo, files=files,
                          use_sudo=needs_sudo(s, host)),
-            opts=self._child(deps + ups))
+            opts=self._child(deps + ups)).command
 
     def _api_files(self) -> list[HostFile]:
         curlrc = self.admin_password.apply(lambda p: f'user = "admin:{p}"\n')
@@ -345,7 +346,7 @@ class Harbor(pulumi.ComponentResource):
         return [HostFile(f"{directory}/ca.crt", self.args.ca_pem),
                 HostFile(f"{directory}/admin.curlrc", curlrc, "0600", secret=True)]
 
-    def _projects(self, host: Host) -> HostStep:
+    def _projects(self, host: Host) -> pulumi.Resource:
         s = self.args.settings
         projects = [{"name": n, "public": "true" if p else "false"} for n, p in PROJECTS]
         return HostStep(
@@ -355,9 +356,9 @@ class Harbor(pulumi.ComponentResource):
                          delete_script=f"rm -f {API_DIR}/admin.curlrc {API_DIR}/admin.password {API_DIR}/ca.crt\n"
                                        "# the projects and their images stay in Harbor (its data is kept)\n",
                          files=self._api_files(), use_sudo=needs_sudo(s, host)),
-            opts=self._child(list(self.harbor_steps)))
+            opts=self._child(list(self.harbor_steps))).command
 
-    def _publish_artifacts(self, host: Host, projects: HostStep) -> HostStep:
+    def _publish_artifacts(self, host: Host, projects: pulumi.Resource) -> pulumi.Resource:
         """The deployer's one copy of each binary (to this host only) pushed into the `system` project."""
         s = self.args.settings
         conn = host_connection(s, host, self.args.ssh_private_key)
@@ -370,9 +371,9 @@ class Harbor(pulumi.ComponentResource):
                                                          artifacts.binaries(s)),
                          delete_script=artifacts.publish_undo(s, step), files=self._api_files(),
                          use_sudo=needs_sudo(s, host)),
-            opts=self._child([projects] + ups))
+            opts=self._child([projects] + ups)).command
 
-    def _images(self, host: Host, projects: HostStep) -> HostStep:
+    def _images(self, host: Host, projects: pulumi.Resource) -> pulumi.Resource:
         s = self.args.settings
         conn = host_connection(s, host, self.args.ssh_private_key)
         cache = f"{artifacts.CACHE_DIR}/{host.name}-images"
@@ -390,4 +391,4 @@ class Harbor(pulumi.ComponentResource):
                          script=docker_engine.stage_script(s, cache, staged) + self._api() + body,
                          delete_script=f"rm -rf {cache}\n# pushed images stay in Harbor\n",
                          files=self._api_files(), use_sudo=needs_sudo(s, host)),
-            opts=self._child([projects] + ups))
+            opts=self._child([projects] + ups)).command

@@ -124,7 +124,7 @@ class TeamRegistry(pulumi.ComponentResource):
                                                                              strict=True)]
         self.register_outputs({"robot": robot_name(args.team.name), "robotSecret": self.robot_secret})
 
-    def _harbor(self, name: str) -> HostStep:
+    def _harbor(self, name: str) -> pulumi.Resource:
         a = self.args
         s = a.settings
         host = s.registry_hosts[0]
@@ -145,7 +145,7 @@ class TeamRegistry(pulumi.ComponentResource):
                          script=api + render("team_registry/team.sh.j2", **values),
                          delete_script=api + render("team_registry/team-undo.sh.j2", **values),
                          files=files, use_sudo=needs_sudo(s, host)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(a.depends_on)))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(a.depends_on))).command
 
     def _pull_secret(self, ns: str, namespace: pulumi.Resource) -> core.Secret:
         a = self.args

@@ -1,20 +1,16 @@
-"""What the deployment places on each host, from the `containercloud:host:HostStep` registrations."""
+"""What the deployment places on each host, from the steps' Commands (policy/rules/artifacts/steps.py)."""
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional
+from typing import Optional
 
 from offline.engine import ProgramRun
-from offline.engine.mocks import SECRET_SIG, SECRET_VALUE, unwrap
-from offline.engine.monitor import Registration
+from policy.rules.artifacts.steps import step_props
 
-HOST_STEP = "containercloud:host:HostStep"
 COMMAND = "command:remote:Command"
-_STEP_SCRIPT = re.compile(r"<<'CC_STEP_EOF'\n(.*?)\nCC_STEP_EOF\n", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -35,42 +31,18 @@ class Step:
     undo: str
 
 
-def _wrapped(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
-
-
-def _inner_script(wrapper: Any, fallback: str) -> str:
-    """The step script inside HostStep's wrapper (a heredoc); the wrapper itself if it has none."""
-    if not isinstance(wrapper, str):
-        return fallback
-    found = _STEP_SCRIPT.search(wrapper)
-    return found.group(1) + "\n" if found else wrapper
-
-
-def _files(reg: Registration) -> list[PlacedFile]:
-    props = reg.inputs
-    host = unwrap(props.get("host"))
-    out = []
-    for f in props.get("files") or []:
-        secret = bool(unwrap(f.get("secret"))) or _wrapped(f.get("content")) or _wrapped(f)
-        f = unwrap(f)
-        content = f.get("content")
-        out.append(PlacedFile(host, reg.name, f["path"], str(f.get("mode") or "0644"), secret,
-                              content if isinstance(content, str) else None))
-    return out
-
-
 def collect(run: ProgramRun) -> tuple[list[PlacedFile], list[Step]]:
+    """Every step's files and scripts, decoded from its Command as the host receives them (a secret file's
+    content from the step's stdin)."""
     files: list[PlacedFile] = []
     steps: list[Step] = []
-    for reg in run.of_type(HOST_STEP):
-        props = reg.plain_inputs
-        files += _files(reg)
-        command = next((c for c in run.children_of(reg.urn) if c.type.startswith(COMMAND)), None)
-        inputs = command.plain_inputs if command else {}
-        steps.append(Step(props["host"], str(props.get("step") or reg.name),
-                          _inner_script(inputs.get("create"), str(props.get("script") or "")),
-                          _inner_script(inputs.get("delete"), str(props.get("deleteScript") or ""))))
+    for reg in run.of_type(COMMAND):
+        step = step_props(reg.type, reg.plain_inputs, reg.name)
+        if step is None:
+            continue
+        for f in step["files"]:
+            files.append(PlacedFile(step["host"], reg.name, f["path"], f["mode"], f["secret"], f["content"]))
+        steps.append(Step(step["host"], reg.name, step["stepScript"], step["undoScript"]))
     return files, steps
 
 

@@ -17,7 +17,6 @@ WORKER_NODE = "containercloud:k8s:WorkerNode"
 HARBOR = "containercloud:registry:Harbor"
 CLUSTER_PKI = "containercloud:pki:ClusterPki"
 TEAM_ACCESS = "containercloud:k8s:TeamAccess"
-HOST_STEP = "containercloud:host:HostStep"
 REMOTE_COMMAND = "command:remote:Command"
 
 

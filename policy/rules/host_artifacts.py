@@ -36,7 +36,8 @@ from .artifacts import (
     shell_commands,
 )
 from .artifacts import yaml_line as _yaml_line
-from .common import HOST_FIREWALL, HOST_STEP, as_int, get
+from .artifacts.steps import step_of
+from .common import HOST_FIREWALL, as_int, get
 
 Report = Callable[..., None]
 
@@ -54,9 +55,8 @@ CLUSTER_PORTS = {2379: "etcd client", 2380: "etcd peer", 10250: "kubelet API", 1
 
 
 def _files(args: Any) -> dict[str, HostFile]:
-    if args.resource_type != HOST_STEP:
-        return {}
-    return {f.path: f for f in host_files(args.props)}
+    step = step_of(args)
+    return {f.path: f for f in host_files(step)} if step is not None else {}
 
 
 def _command(files: dict[str, HostFile], path: str) -> Optional[tuple[HostFile, Command]]:
@@ -564,8 +564,8 @@ HARBOR_CONFIGS = ("/harbor.yml", "/harbor.yml.in")
 
 
 def _installs_harbor(args: Any) -> bool:
-    script = args.props.get("script") if args.resource_type == HOST_STEP else None
-    return isinstance(script, str) and "./install.sh" in script
+    step = step_of(args)
+    return step is not None and "./install.sh" in step["script"]
 
 
 def validate_docker_daemon(args: Any, report: Report) -> None:
@@ -631,9 +631,10 @@ def rancher_problems(host: str, script: str) -> list[str]:
 def validate_rancher_server(args: Any, report: Report) -> None:
     """Rancher in docker mode, as the step script runs it: only 443 published (no plain-http 80), our
     certificate and key mounted, no --no-cacerts."""
-    if args.resource_type != HOST_STEP:
+    step = step_of(args)
+    if step is None:
         return
-    script, host = get(args.props, "script"), get(args.props, "host", default="")
-    if isinstance(script, str) and "docker run" in script:
+    script, host = step["script"], step["host"]
+    if "docker run" in script:
         for problem in rancher_problems(str(host), script):
             report(problem)

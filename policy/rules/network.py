@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .artifacts import parse_ruleset
+from .artifacts.steps import step_of
 from .common import (
     HOST_FIREWALL,
-    HOST_STEP,
     REMOTE_COMMAND,
     Network,
     as_int,
@@ -245,14 +245,11 @@ def validate_default_drop(args: Any, report: Report) -> None:
 
 
 def validate_every_host_firewalled(args: Any, report: Report) -> None:
-    """Every host the stack configures (HostStep `host`) or reaches over SSH has a HostFirewall."""
+    """Every host the stack configures (a step's host, policy/rules/artifacts/steps.py) or reaches over SSH has a HostFirewall."""
     firewalls = [r for r in args.resources if r.resource_type == HOST_FIREWALL]
     names = {get(r.props, "host"): r for r in firewalls}
     addresses = {get(r.props, "address"): r for r in firewalls}
-    expected_names = {
-        host for r in args.resources if r.resource_type == HOST_STEP
-        if isinstance(host := get(r.props, "host"), str)
-    }
+    expected_names = {step["host"] for r in args.resources if (step := step_of(r)) is not None}
     ssh_targets = {
         (addr, r.urn) for r in args.resources if r.resource_type == REMOTE_COMMAND
         if isinstance(addr := get(r.props, "connection", "host"), str)

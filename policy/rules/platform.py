@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import Any, Union
 
 from .artifacts.files import HostFile, host_files
-from .common import HOST_STEP, get, items
+from .artifacts.steps import step_of
+from .common import get, items
 
 Report = Callable[..., None]
 
@@ -138,9 +139,10 @@ def robot_problems(body: dict[str, Any]) -> list[str]:
 
 def validate_robot_pull_only(args: Any, report: Report) -> None:
     """A robot account created on a registry host pulls from one project's repositories and does nothing else."""
-    if args.resource_type != HOST_STEP:
+    step = step_of(args)
+    if step is None:
         return
-    for body in request_bodies(args.props, _robot_create):
+    for body in request_bodies(step, _robot_create):
         if isinstance(body, str):
             report(f"{args.name}: a robot account is created (POST /robots) but {body}")
             continue
@@ -181,13 +183,14 @@ def rancher_ldap_problems(body: dict[str, Any]) -> list[str]:
 
 def validate_directory_tls(args: Any, report: Report) -> None:
     """Harbor and Rancher reach the directory over ldaps, verifying its certificate."""
-    if args.resource_type != HOST_STEP:
+    step = step_of(args)
+    if step is None:
         return
     calls: list[tuple[str, Callable[[str], bool], Callable[[dict[str, Any]], list[str]]]] = [
         ("Harbor's configurations are written", _harbor_configuration_write, harbor_ldap_problems),
         ("Rancher's auth provider is set (testAndApply)", _rancher_test_and_apply, rancher_ldap_problems)]
     for what, call, judge in calls:
-        for body in request_bodies(args.props, call):
+        for body in request_bodies(step, call):
             problems = [f"{what} but {body}"] if isinstance(body, str) else judge(body)
             for problem in problems:
                 report(f"{args.name}: {problem}")
