@@ -3,12 +3,16 @@
 How a step reaches the host (one `remote.Command`):
   * `create` is a short POSIX wrapper that writes the rendered step script to a temp dir and runs it
     with bash as root (`sudo -n` when the SSH user is not root). Non-secret files are embedded in
-    the script as quoted heredocs, so a reviewer reads them in the plan.
-  * Secret files (private keys, passwords, kubeconfigs) travel only over **stdin**, as
-    `path mode base64` lines, and are written 0600 (or the given mode) by the script. They never
-    appear in `create`, `delete`, `environment` or on a command line.
-  * `triggers` holds the content hash, so a change of what the step installs replaces the command
-    (re-runs it); the step is otherwise left alone. The create records the hash in a marker file;
+    the script as quoted heredocs, so a reviewer reads them in the plan. `create` is always known at
+    preview: it holds no output of another resource.
+  * Secret files (private keys, passwords, kubeconfigs), and the files made from other resources' outputs
+    (certificates), travel over **stdin**, as `path base64` lines; the script names each one with its mode
+    (`stdin_file PATH MODE KIND`) and fails when one is missing. Secrets never appear in `create`, `delete`,
+    `environment` or on a command line.
+  * `triggers` holds the content hash of the script and of the files in `create` (and the path and mode
+    of the stdin files), so a change of what the step installs replaces the command (re-runs it); a change
+    of a stdin file's content alone is an update, which re-runs the create too. The step is otherwise left
+    alone. The create records the hash in a marker file;
     the delete only undoes the step when the marker still holds *its* hash — so the old delete that
     Pulumi runs after a replacement's new create is a no-op, while removing the step for real
     runs the undo script.
@@ -16,19 +20,19 @@ How a step reaches the host (one `remote.Command`):
     is available to the body as `changed PATH`, so a second run restarts nothing.
 
 The policy pack and the offline preview (`build/<stack>/hosts/<host>/`) read each step from its Command:
-`create` names the step and its host in the step script's first lines and holds every non-secret file;
-`stdin` holds the secret ones (policy/rules/artifacts/steps.py decodes both).
+`create` names the step and its host in the step script's first lines, holds every file known now and names
+the stdin files with their modes; `stdin` holds their content (policy/rules/artifacts/steps.py decodes both).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
+import contextvars
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import pulumi
 import pulumi_command as command
@@ -69,17 +73,24 @@ def _digest(parts: list[str]) -> str:
     return h.hexdigest()
 
 
-def _secret_bundle(files: Sequence[HostFile]) -> Optional[pulumi.Output[str]]:
-    secret = [f for f in files if f.secret]
-    if not secret:
+def on_stdin(f: HostFile) -> bool:
+    """A file that travels on stdin: a secret, or one made from the deployment's outputs (a certificate), so
+    that `create` is known at preview and states the file's path and mode."""
+    return f.secret or not isinstance(f.content, str)
+
+
+def _stdin_bundle(files: Sequence[HostFile]) -> Optional[pulumi.Output[str]]:
+    """The stdin files as `path base64` lines; a Pulumi secret when one of them is a secret."""
+    sent = [f for f in files if on_stdin(f)]
+    if not sent:
         return None
 
     def encode(contents: list[str]) -> str:
-        lines = [f"{f.path} {f.mode} {base64.b64encode(c.encode()).decode()}\n"
-                 for f, c in zip(secret, contents, strict=True)]
-        return "".join(lines)
+        return "".join(f"{f.path} {base64.b64encode(c.encode()).decode()}\n"
+                       for f, c in zip(sent, contents, strict=True))
 
-    return pulumi.Output.secret(pulumi.Output.all(*[f.content for f in secret]).apply(encode))
+    bundle = pulumi.Output.all(*[f.content for f in sent]).apply(encode)
+    return pulumi.Output.secret(bundle) if any(f.secret for f in sent) else bundle
 
 
 # Directories only the program's steps write to: a step's undo removes the ones its files were in, once
@@ -102,6 +113,17 @@ def owned_dirs(paths: Sequence[str]) -> list[str]:
 
 def _delimiter(path: str, content: str) -> str:
     return "CC_FILE_" + hashlib.sha256((path + content).encode()).hexdigest()[:16]
+
+
+# The inventory name of the host whose step's Command is being constructed: stack transformations run inside
+# the constructor, and the prerequisites gate (components/prerequisites.py) needs the host a command runs on
+# (the Command's `connection` is already an Output there: pulumi-command makes it a secret).
+_BUILDING_FOR: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("containercloud_step_host", default=None)
+
+
+def building_for() -> Optional[str]:
+    """The host of the step whose Command is being constructed, or None outside a step's construction."""
+    return _BUILDING_FOR.get()
 
 
 OLD_TYPE = "containercloud:host:HostStep"  # the wrapper component around each Command until issue 16 (aliased)
@@ -130,52 +152,49 @@ class HostStep:
     def __init__(self, name: str, args: HostStepArgs, opts: Optional[pulumi.ResourceOptions] = None):
         self.host = args.host  # the inventory name
         owner = opts.parent if opts else None
-        rendered = _rendered(name, args)
-        self.digest: pulumi.Input[str] = rendered["digest"]
+        rendered = render_step(name, args)
+        self.digest = rendered["digest"]
         aliases = [*(opts.aliases or [] if opts else []), pulumi.Alias(parent=old_step_urn(name, owner))]
-        self.command = command.remote.Command(
-            name,
-            connection=args.connection,
-            create=rendered["create"],
-            delete=rendered["delete"],
-            stdin=_secret_bundle(args.files),
-            triggers=[self.digest],
-            add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(parent=owner, depends_on=(opts.depends_on if opts else None),
-                                        aliases=aliases),
-        )
+        building = _BUILDING_FOR.set(args.host)
+        try:
+            self.command = _command(name, args, rendered, opts, aliases)
+        finally:
+            _BUILDING_FOR.reset(building)
 
 
-def _rendered(name: str, args: HostStepArgs) -> dict[str, pulumi.Input[str]]:
-    """The step's digest, create and delete: plain strings when every file is known now (no Output
-    chain: cheaper at scale), Outputs otherwise."""
-    plain_files = [f for f in args.files if not f.secret]
-    contents = [f.content for f in plain_files]
-    if all(isinstance(c, str) for c in contents):
-        return dict(render_step(name, args, contents))
-    both = pulumi.Output.all(*contents).apply(lambda known: render_step(name, args, known))
-    return {key: both.apply(functools.partial(_pick, key)) for key in ("digest", "create", "delete")}
+def _command(name: str, args: HostStepArgs, rendered: dict[str, str], opts: Optional[pulumi.ResourceOptions],
+             aliases: list[pulumi.Input[Union[str, pulumi.Alias]]]) -> command.remote.Command:
+    return command.remote.Command(
+        name,
+        connection=args.connection,
+        create=rendered["create"],
+        delete=rendered["delete"],
+        stdin=_stdin_bundle(args.files),
+        triggers=[rendered["digest"]],
+        add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions(parent=opts.parent if opts else None,
+                                    depends_on=(opts.depends_on if opts else None), aliases=aliases),
+    )
 
 
-def _pick(key: str, rendered: dict[str, str]) -> str:
-    return rendered[key]
-
-
-def render_step(name: str, args: HostStepArgs, contents: Sequence[str]) -> dict[str, str]:
-    """What the step's Command runs: `create` and `delete` (the wrapper around the step and undo scripts), with
-    the step's `digest` and `body` (the step script). `contents`: those of the non-secret files, in order."""
-    plain_files = [f for f in args.files if not f.secret]
-    secret_files = [f for f in args.files if f.secret]
+def render_step(name: str, args: HostStepArgs) -> dict[str, str]:
+    """What the step's Command runs, known now (no Output): `create` and `delete` (the wrapper around the step and
+    undo scripts), with the step's `digest` and `body` (the step script). The files that travel on stdin
+    (`on_stdin`) are named in the step script with their mode; their content is not in the digest: a change of it
+    alone changes `stdin`, which pulumi-command applies as an update (the create runs again), not a replacement."""
     step_id = name if name.startswith(f"{args.host}-") else f"{args.host}-{name}"  # the marker file name
     files = [
-        {"path": f.path, "mode": f.mode, "content": c, "delimiter": _delimiter(f.path, c), "early": f.early}
-        for f, c in zip(plain_files, contents, strict=True)
+        {"path": f.path, "mode": f.mode, "content": f.content, "delimiter": _delimiter(f.path, str(f.content)),
+         "early": f.early}
+        for f in args.files if not on_stdin(f)
     ]
+    stdin_files = [{"path": f.path, "mode": f.mode, "kind": "secret" if f.secret else "output", "early": f.early}
+                   for f in args.files if on_stdin(f)]
     digest = _digest(([args.prelude] if args.prelude else []) + [args.script, args.delete_script]
                      + [f"{f['path']}:{f['mode']}:{f['content']}" for f in files]
-                     + [f"{f.path}:{f.mode}:secret" for f in secret_files])
+                     + [f"{f['path']}:{f['mode']}:{f['kind']}" for f in stdin_files])
     body = render("host_step/step.sh.j2", step=step_id, host=args.host, marker_dir=MARKER_DIR, digest=digest,
-                  files=files, secret_count=len(secret_files), body=args.script, prelude=args.prelude)
+                  files=files, stdin_files=stdin_files, body=args.script, prelude=args.prelude)
     undo = render("host_step/undo.sh.j2", step=step_id, host=args.host, marker_dir=MARKER_DIR, digest=digest,
                   body=args.delete_script, dirs=owned_dirs([f.path for f in args.files]))
     sudo = "sudo -n " if args.use_sudo else ""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_command as command
@@ -126,21 +126,14 @@ def only_worker(h: Host) -> bool:
     return set(h.roles) == {"worker"}
 
 
-def target_address(props: Any) -> Optional[str]:
-    """The address a remote command or upload connects to (`connection.host`); None for a deployer-side
-    command or when it is not known now."""
-    connection = props.get("connection") if isinstance(props, dict) else None
-    host = getattr(connection, "host", None) if connection is not None else None
-    return host if isinstance(host, str) else None
-
-
 def _after(barrier: pulumi.Resource, own: dict[str, pulumi.Resource], args: pulumi.ResourceTransformationArgs
            ) -> Optional[pulumi.ResourceTransformationResult]:
     """Every remote command, upload and deployer-side command registered after the barrier waits for it, but
-    those that run on a worker-only host, which wait for that worker's own check (`own`: address -> check)."""
+    the Commands of a worker-only host's steps, which wait for that worker's own check (`own`: host name ->
+    check; the host from `host_step.building_for`, as the transformation runs inside the step's construction)."""
     if args.type_ not in GATED_TYPES:
         return None
-    first = own.get(target_address(args.props) or "", barrier)
+    first = own.get(host_step.building_for() or "", barrier)
     return pulumi.ResourceTransformationResult(
         args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[first])))
 
@@ -152,6 +145,6 @@ def first_on_every_host(s: Settings, ssh_private_key: pulumi.Input[str]) -> comm
     component was constructed): __main__.py does, as its first resource."""
     checks = {h.name: check(s, h, ssh_private_key) for h in s.hosts}
     barrier = gate([checks[h.name] for h in s.hosts if not only_worker(h)])
-    own: dict[str, pulumi.Resource] = {h.address: checks[h.name].command for h in s.hosts if only_worker(h)}
+    own: dict[str, pulumi.Resource] = {h.name: checks[h.name].command for h in s.hosts if only_worker(h)}
     pulumi.runtime.register_stack_transformation(functools.partial(_after, barrier, own))
     return barrier

@@ -7,44 +7,67 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from offline.engine.monitor import Registration
 from offline.engine.runner import PLACEHOLDER_PREFIX, ProgramRun
+from policy.rules.artifacts.steps import step_props
 
 K8S_TYPES = ("containercloud:k8s:ControlPlane", "containercloud:k8s:WorkerNode", "containercloud:k8s:EtcdBackup",
              "containercloud:k8s:NodeRollout")
 COMMAND = "command:remote:Command"
-STEP = "containercloud:host:HostStep"
 _WRAPPED = re.compile(r"<<'CC_STEP_EOF'\n(.*)\nCC_STEP_EOF\n", re.S)
+
+
+def step_of(reg: Registration) -> dict[str, Any] | None:
+    """The step a registration deploys, decoded from its Command's inputs as the policy pack and the offline
+    preview read it (policy/rules/artifacts/steps.py); None for any other resource."""
+    return step_props(reg.type, reg.plain_inputs, reg.name)
+
+
+def host_steps(run: ProgramRun) -> list[tuple[Registration, dict[str, Any]]]:
+    """Every step's Command with its decoded step, in registration order."""
+    out = []
+    for reg in run.of_type(COMMAND):
+        props = step_of(reg)
+        if props is not None:
+            out.append((reg, props))
+    return out
+
+
+def host_step(run: ProgramRun, name: str) -> tuple[Registration, dict[str, Any]]:
+    """The step named `name` (its Command, and the step decoded from it)."""
+    reg = run.named(name, COMMAND)
+    props = step_of(reg)
+    assert props is not None, f"{name} is not a step's Command"
+    return reg, props
 
 
 @dataclass
 class Step:
     name: str
     host: str
-    urn: str
-    files: dict[str, str]  # path -> content (secrets unwrapped)
+    files: dict[str, str]  # path -> content as the host receives it (secrets from stdin)
     secret_paths: set[str]
     modes: dict[str, str]
     command: dict[str, Any]  # plain inputs of the remote.Command
     command_urn: str
     dependencies: list[str]
+    script: str  # the step's body
+    delete_script: str  # the undo's body
 
 
 def k8s_steps(run: ProgramRun) -> list[Step]:
-    """Every HostStep created under ControlPlane / WorkerNode."""
+    """Every step registered under ControlPlane / WorkerNode / EtcdBackup / NodeRollout."""
     out = []
-    for reg in run.of_type(STEP):
-        if not any(t in reg.urn for t in K8S_TYPES):
+    for cmd, props in host_steps(run):
+        if not any(t in cmd.urn for t in K8S_TYPES):
             continue
-        props = reg.plain_inputs
-        children = [c for c in run.children_of(reg.urn) if c.type == COMMAND]
-        assert len(children) == 1, reg.urn
-        cmd = children[0]
         out.append(Step(
-            name=reg.name, host=props["host"], urn=reg.urn,
+            name=cmd.name, host=props["host"],
             files={f["path"]: f["content"] for f in props["files"]},
             secret_paths={f["path"] for f in props["files"] if f["secret"]},
             modes={f["path"]: f["mode"] for f in props["files"]},
             command=cmd.plain_inputs, command_urn=cmd.urn, dependencies=cmd.dependencies,
+            script=props["script"], delete_script=props["deleteScript"],
         ))
     return out
 

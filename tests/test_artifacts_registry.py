@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -85,7 +86,8 @@ def test_every_binary_step_waits_for_the_publish_step_and_fetches_from_the_regis
         assert ca in st.files and "BEGIN CERTIFICATE" in st.files[ca]
         # the CA is written before the fetch runs, also where the fetch is the prelude (before the step's files)
         create = st.command["create"]
-        assert create.index(f"put_file {ca} ") < create.index("fetch_artifact()")
+        written = re.search(rf"^(?:put_file|stdin_file) {re.escape(ca)} ", create, re.MULTILINE)
+        assert written and written.start() < create.index("fetch_artifact()"), st.name
         assert f"rm -f {ca}" in st.command["delete"]
         assert "registry:" in st.command["create"] and artifacts.ARTIFACT_REPOSITORY in st.command["create"]
         assert f"--resolve {s.registry_hostname}:443:{artifacts.registry_address(s)}" in st.command["create"]
@@ -308,10 +310,8 @@ def test_publish_and_fetch_against_a_real_registry(tmp_path, monkeypatch, auth):
 
 
 def test_the_policy_refuses_a_fetch_that_skips_certificate_verification(dev):
-    (reg,) = [r for r in dev.of_type("containercloud:host:HostStep") if r.name == "worker-1-runtime"]
-    props = reg.plain_inputs
-    assert registry_problems(reg.type, props) == []
-    (cmd,) = [r for r in dev.children_of(reg.urn) if r.type == COMMAND]
+    cmd = dev.named("worker-1-runtime", COMMAND)
+    assert registry_problems(cmd.type, cmd.plain_inputs) == []
     create = cmd.plain_inputs["create"]
     assert "curl -sS --retry 5 --connect-timeout 10 --cacert" in create
     tampered = {**cmd.plain_inputs, "create": create.replace("curl -sS --retry 5", "curl -ksS --retry 5")}

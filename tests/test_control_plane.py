@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,9 @@ from tests.k8s_support import (
     k8s_steps,
     reaches,
     secret_strings,
+    short,
     step,
+    step_of,
     unit_exec,
 )
 
@@ -79,8 +82,14 @@ def test_no_secret_in_any_command_text_or_environment(stack):
             assert "PRIVATE KEY" not in text, cmd.name
             for secret in secrets:
                 assert secret not in text, cmd.name
-        if inputs.get("stdin"):
+        step = step_of(cmd)
+        if step is not None and any(f["secret"] for f in step["files"]):
             assert cmd.input_is_secret("stdin"), cmd.name
+        if inputs.get("stdin") and not cmd.input_is_secret("stdin"):  # only files made from outputs
+            assert step is not None, cmd.name
+            for f in step["files"]:
+                assert not f["secret"] and "PRIVATE KEY" not in f["content"], (cmd.name, f["path"])
+                assert not [x for x in secrets if x in f["content"]], (cmd.name, f["path"])
         assert cmd.input_is_secret("connection"), cmd.name
 
 
@@ -90,9 +99,9 @@ def test_secret_files_travel_on_stdin_as_0600(stack):
         for path in st.files:
             if path.startswith(("/etc/kubernetes/", "/etc/etcd/")) and path.endswith((".key", ".conf")):
                 assert path in st.secret_paths and st.modes[path] == "0600", (st.name, path)
-        for path in st.secret_paths:
-            line_start = f"{path} {st.modes[path]} "
-            assert line_start in st.command["stdin"], (st.name, path)
+        for path in st.secret_paths:  # its content from the stdin's line for it, never in the command text
+            assert re.search(rf"^{re.escape(path)} ", st.command["stdin"], re.MULTILINE), (st.name, path)
+            assert st.files[path] and st.files[path] not in st.command["create"], (st.name, path)
 
 
 def test_admin_kubeconfig_is_accepted_by_kubectl(stack, tmp_path):
@@ -205,8 +214,8 @@ def test_order_certificates_etcd_apiserver_controllers_then_workers(stack):
         api = by_name[f"{h.name}-kube-apiserver"]
         assert etcd <= set(api.dependencies)
         assert urn[f"{h.name}-kube-apiserver"] in by_name[f"{h.name}-controllers"].dependencies
-        certs = [d for d in run.named(f"{h.name}-kube-apiserver", "containercloud:host:HostStep").dependencies]
-        assert certs is not None
+        certs = [short(d) for d in api.dependencies if "tls:index/locallySignedCert:LocallySignedCert::" in d]
+        assert any(c.startswith("kube-apiserver") for c in certs), certs  # its serving certificate first
     ready = by_name[f"{s.control_plane_hosts[0].name}-api-ready"]
     for h in s.control_plane_hosts:
         assert urn[f"{h.name}-controllers"] in ready.dependencies
@@ -398,11 +407,10 @@ def test_secrets_are_encrypted_at_rest_with_a_generated_key(dev: ProgramRun) -> 
 
     from offline.engine.mocks import unwrap
 
-    step = dev.named("master-1-kube-apiserver", "containercloud:host:HostStep")
-    files = {f["path"]: f for f in step.plain_inputs["files"]}
+    api = step(dev, "master-1-kube-apiserver")
     path = "/etc/kubernetes/encryption-config.yaml"
-    assert files[path]["secret"] and files[path]["mode"] == "0600"
-    config = _yaml.safe_load(files[path]["content"])
+    assert path in api.secret_paths and api.modes[path] == "0600"
+    config = _yaml.safe_load(api.files[path])
     assert config["kind"] == "EncryptionConfiguration"
     (rule,) = config["resources"]
     assert rule["resources"] == ["secrets"]
@@ -411,7 +419,7 @@ def test_secrets_are_encrypted_at_rest_with_a_generated_key(dev: ProgramRun) -> 
     assert key == unwrap(generated.outputs["base64"]) and len(base64.b64decode(key)) == 32
     assert generated.output_is_secret("base64")
     assert rule["providers"][-1] == {"identity": {}}
-    unit_text = files["/etc/systemd/system/kube-apiserver.service"]["content"]
+    unit_text = api.files["/etc/systemd/system/kube-apiserver.service"]
     assert f"--encryption-provider-config={path}" in unit_text
     cmd = dev.named("master-1-kube-apiserver", "command:remote:Command")
     assert key not in cmd.plain_inputs["create"] and cmd.input_is_secret("stdin")

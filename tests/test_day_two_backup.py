@@ -64,7 +64,8 @@ def test_backup_host_receives_with_a_dedicated_key_that_runs_only_the_receiver(w
         st = step(with_target, f"{h.name}-etcd-backup")
         key = "/etc/etcd/backup/id_ed25519"
         assert key in st.secret_paths and st.modes[key] == "0600"
-        assert f"{key} 0600 " in st.command["stdin"] and "PRIVATE KEY" not in st.command["create"]
+        assert re.search(rf"^{re.escape(key)} ", st.command["stdin"], re.MULTILINE)  # its content on stdin
+        assert "PRIVATE KEY" in st.files[key] and "PRIVATE KEY" not in st.command["create"]
         assert tgt.command_urn in st.dependencies
         script = st.files["/usr/local/sbin/containercloud-etcd-backup"]
         assert "root@198.51.100.21" in script and "-i /etc/etcd/backup/id_ed25519" in script

@@ -43,8 +43,9 @@ def _uncordons(run: ProgramRun) -> list:
 
 
 def _listed(st) -> list[str]:  # the node names a batch step carries (its `node fingerprint` lines)
+    # a file arrives as its heredoc writes it: an empty batch's list is one empty line
     return [line.split()[0] for path, text in st.files.items() if path.startswith(ROLLOUT)
-            for line in text.splitlines()]
+            for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +153,9 @@ def test_apiservers_roll_one_after_the_other(ha: ProgramRun) -> None:
 def test_a_change_to_the_nodes_reruns_the_batch_steps_that_hold_nodes(ha: ProgramRun) -> None:
     changed = run_program("ha", overrides={"podCidr": "10.240.0.0/16"})  # kube-proxy's config on every node
     assert changed.error is None, changed.error
-    before = {st.name: st.command["triggers"] for st in k8s_steps(ha)}
-    after = {st.name: st.command["triggers"] for st in k8s_steps(changed)}
+    # a step runs again when its Command's triggers (a replacement) or its stdin (an update) change
+    before = {st.name: (st.command["triggers"], st.command.get("stdin")) for st in k8s_steps(ha)}
+    after = {st.name: (st.command["triggers"], st.command.get("stdin")) for st in k8s_steps(changed)}
     batch_steps = [st for st in [*_gates(ha), *_uncordons(ha)]]
     holding = [st.name for st in batch_steps if _listed(st)]
     assert holding and all(before[n] != after[n] for n in holding)
@@ -246,9 +248,16 @@ def _body(text: str, files: dict[str, str], tmp_path: Path) -> str:
     return body.replace(ROLLOUT, str(local))
 
 
+_STDIN_BLOCK = re.compile(r"^# \d+ file\(s\) arrive on stdin .*?^}\n", re.MULTILINE | re.DOTALL)
+
+
 def _strip_put_files(body: str) -> str:
+    """The script without its file writes: the `put_file` heredocs, and the files it reads from stdin."""
+    body = _STDIN_BLOCK.sub("", body)
     out, skip = [], None
     for line in body.splitlines():
+        if line.startswith("stdin_file "):
+            continue
         if skip:
             if line == skip:
                 skip = None

@@ -19,6 +19,7 @@ from offline.engine import load_stack_config, run_program
 from offline.engine.runner import PROJECT, ProgramRun
 from policy.rules.artifacts import expand_includes, parse_ruleset
 from policy.rules.ports import FLOWS, PORT_SETTINGS, markdown_table
+from tests.k8s_support import host_step
 
 ROOT = Path(__file__).resolve().parents[1]
 FW = "containercloud:net:HostFirewall"
@@ -153,7 +154,8 @@ def test_host_scripts_pass_shellcheck(dev: ProgramRun, tmp_path: Path) -> None:
         path.write_text(cmd[key])
         done = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout
-    step = dev.named("master-1-firewall", "containercloud:host:HostStep").plain_inputs
+    step = host_step(dev, "master-1-firewall")[1]
+    assert step["host"] == "master-1"
     for key in ("script", "deleteScript"):
         path = tmp_path / f"{key}.sh"
         path.write_text("#!/usr/bin/env bash\nchanged() { :; }\n" + step[key])
@@ -163,7 +165,7 @@ def test_host_scripts_pass_shellcheck(dev: ProgramRun, tmp_path: Path) -> None:
     assert "nft delete table inet containercloud" in step["deleteScript"]
     files = {f["path"]: f for f in step["files"]}
     assert files["/etc/containercloud/firewall.nft"]["content"] == firewalls(dev)["master-1"]["rulesetFile"]
-    members = dev.named("master-1-firewall-members", "containercloud:host:HostStep").plain_inputs
+    members = host_step(dev, "master-1-firewall-members")[1]
     assert [f["path"] for f in members["files"]] == [MEMBERS_PATH]
     assert members["files"][0]["content"] == firewalls(dev)["master-1"]["members"]
     for key in ("script", "deleteScript"):

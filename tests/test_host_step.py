@@ -9,6 +9,7 @@ from pathlib import Path
 
 from components.templating import render
 from offline.engine import ProgramRun, run_program
+from policy.rules.artifacts.steps import step_props
 
 PROGRAM = '''
 import pulumi
@@ -26,9 +27,10 @@ HostStep("demo", HostStepArgs(
 '''
 
 
-def _step(tmp: Path, digest: str, body: str, files: list[dict[str, str]], secret_count: int) -> str:
-    return render("host_step/step.sh.j2", step="h1-demo", marker_dir=str(tmp / "markers"), digest=digest,
-                  files=files, secret_count=secret_count, body=body)
+def _step(tmp: Path, digest: str, body: str, files: list[dict[str, str]], stdin_paths: list[Path]) -> str:
+    stdin_files = [{"path": str(p), "mode": "0600", "kind": "secret", "early": False} for p in stdin_paths]
+    return render("host_step/step.sh.j2", step="h1-demo", host="h1", marker_dir=str(tmp / "markers"), digest=digest,
+                  files=files, stdin_files=stdin_files, body=body)
 
 
 def _file(path: Path, content: str) -> dict[str, str]:
@@ -42,8 +44,8 @@ def _run(script: str, stdin: str = "") -> subprocess.CompletedProcess:
 def test_step_is_idempotent_and_takes_secrets_from_stdin(tmp_path: Path) -> None:
     conf, key = tmp_path / "etc/demo.conf", tmp_path / "etc/demo.key"
     body = f"if changed {conf}; then\n  echo restart-demo\nfi"
-    script = _step(tmp_path, "d1", body, [_file(conf, "a=1\n")], 1)
-    stdin = f"{key} 0600 {base64.b64encode(b'TOP-SECRET').decode()}\n"
+    script = _step(tmp_path, "d1", body, [_file(conf, "a=1\n")], [key])
+    stdin = f"{key} {base64.b64encode(b'TOP-SECRET').decode()}\n"
     first = _run(script, stdin)
     assert first.returncode == 0, first.stderr
     assert "restart-demo" in first.stdout
@@ -52,9 +54,20 @@ def test_step_is_idempotent_and_takes_secrets_from_stdin(tmp_path: Path) -> None
     assert (tmp_path / "markers/h1-demo").read_text().strip() == "d1"
     second = _run(script, stdin)
     assert second.returncode == 0 and "restart-demo" not in second.stdout, "a second run restarted the service"
-    changed = _step(tmp_path, "d2", body, [_file(conf, "a=2\n")], 1)
+    changed = _step(tmp_path, "d2", body, [_file(conf, "a=2\n")], [key])
     third = _run(changed, stdin)
     assert "restart-demo" in third.stdout and conf.read_text() == "a=2\n"
+
+
+def test_a_file_missing_from_stdin_fails_the_step_before_its_body(tmp_path: Path) -> None:
+    conf, key, other = tmp_path / "etc/demo.conf", tmp_path / "etc/demo.key", tmp_path / "etc/other.key"
+    script = _step(tmp_path, "d1", "echo body-ran", [_file(conf, "a=1\n")], [key, other])
+    only_one = _run(script, f"{key} {base64.b64encode(b'TOP-SECRET').decode()}\n")
+    assert only_one.returncode != 0 and "body-ran" not in only_one.stdout
+    assert "1 file(s) on stdin, 2 expected" in only_one.stderr
+    wrong = _run(script, "".join(f"{p} {base64.b64encode(b'x').decode()}\n" for p in (key, tmp_path / "etc/stray")))
+    assert wrong.returncode != 0 and "did not arrive on stdin" in wrong.stderr and "body-ran" not in wrong.stdout
+    assert not other.exists()
 
 
 def test_undo_runs_only_for_its_own_digest(tmp_path: Path) -> None:
@@ -64,7 +77,7 @@ def test_undo_runs_only_for_its_own_digest(tmp_path: Path) -> None:
     (tmp_path / "markers/h1-demo").write_text("new\n")
 
     def undo(digest: str) -> str:
-        return render("host_step/undo.sh.j2", step="h1-demo", marker_dir=str(tmp_path / "markers"),
+        return render("host_step/undo.sh.j2", step="h1-demo", host="h1", marker_dir=str(tmp_path / "markers"),
                       digest=digest, body=f"rm -f {target}")
 
     stale = _run(undo("old"))
@@ -75,7 +88,7 @@ def test_undo_runs_only_for_its_own_digest(tmp_path: Path) -> None:
 
 
 def test_failing_body_fails_the_step(tmp_path: Path) -> None:
-    result = _run(_step(tmp_path, "d", "false\necho not-reached", [], 0))
+    result = _run(_step(tmp_path, "d", "false\necho not-reached", [], []))
     assert result.returncode != 0 and "not-reached" not in result.stdout
     assert not (tmp_path / "markers/h1-demo").exists()
 
@@ -93,10 +106,17 @@ def test_remote_command_carries_no_secret_and_passes_shellcheck(tmp_path: Path) 
     assert cmd.input_is_secret("stdin") and cmd.input_is_secret("connection")
     assert base64.b64encode(b"TOP-SECRET-VALUE\n").decode() in inputs["stdin"]
     assert inputs["triggers"] and len(inputs["triggers"][0]) == 64
-    (step,) = run.of_type("containercloud:host:HostStep")
-    assert cmd.parent == step.urn
-    files = {f["path"]: f for f in step.plain_inputs["files"]}
-    assert files["/etc/demo.key"]["secret"] and files["/etc/demo.conf"]["content"] == "a=1\n"
+    # the step is its Command, at the top of the stack (no owner), adopting its old URN under the wrapper
+    assert not run.of_type("containercloud:host:HostStep")
+    assert cmd.parent == "urn:pulumi:dev::container-cloud::pulumi:pulumi:Stack::container-cloud-dev"
+    assert ("urn:pulumi:dev::container-cloud::containercloud:host:HostStep$command:remote:Command::demo"
+            in cmd.aliases)
+    step = step_props(cmd.type, inputs, cmd.name)
+    assert step is not None and step["host"] == "h1" and step["step"] == "demo"
+    files = {f["path"]: f for f in step["files"]}
+    assert files["/etc/demo.key"]["secret"] and files["/etc/demo.key"]["content"] == "TOP-SECRET-VALUE\n"
+    assert not files["/etc/demo.conf"]["secret"] and files["/etc/demo.conf"]["content"] == "a=1\n"
+    assert "echo restart-demo" in step["script"] and step["deleteScript"] == "rm -f /etc/demo.conf\n"
     for field, shell in (("create", "sh"), ("delete", "sh")):
         path = tmp_path / f"{field}.sh"
         path.write_text(inputs[field])

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from offline.engine.runner import ROOT
+from policy.rules.artifacts.steps import step_props
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PACK = ROOT / "policy" / "__main__.py"
@@ -48,7 +49,8 @@ def test_plan_shape_and_no_private_key(dev) -> None:
     assert plan["project"] == "container-cloud" and plan["stack"] == "dev"
     assert plan["resources"] and all(set(r) == RESOURCE_KEYS for r in plan["resources"])
     types = {r["type"] for r in plan["resources"]}
-    assert {"containercloud:pki:ClusterPki", "containercloud:host:HostStep", "command:remote:Command"} <= types
+    assert {"containercloud:pki:ClusterPki", "containercloud:net:HostFirewall", "command:remote:Command"} <= types
+    assert "containercloud:host:HostStep" not in types  # a step is its Command (issue 16)
     assert plan["outputs"]["kubeconfigs"] == "[secret]"
     assert plan["outputs"]["apiEndpoint"].startswith("https://")
     connections = [r["inputs"]["connection"] for r in plan["resources"] if r["type"] == "command:remote:Command"]
@@ -65,23 +67,39 @@ def test_policy_json_shape(dev) -> None:
 
 
 def test_host_trees(dev) -> None:
+    """Every step's Command in the plan is written out under its host: the step and undo scripts, each file its
+    `create` carries with that content; the secret files (stdin is "[secret]" in the plan) only listed in
+    SECRETS.txt, never written."""
     out, _ = dev
     plan = json.loads((out / "plan.json").read_text())
-    steps = [r for r in plan["resources"] if r["type"] == "containercloud:host:HostStep"]
-    hosts = {s["inputs"]["host"] for s in steps}
+    decoded = [(r, step_props(r["type"], r["inputs"], r["name"])) for r in plan["resources"]]
+    steps = [(r, st) for r, st in decoded if st is not None]
+    assert steps
+    hosts = {st["host"] for _, st in steps}
     assert {p.name for p in (out / "hosts").iterdir()} == hosts
-    for s in steps:
-        host, name = s["inputs"]["host"], s["inputs"]["step"]
+    secrets_seen = 0
+    for r, st in steps:
+        host, name = st["host"], r["name"]
         script = (out / "hosts" / host / "_steps" / f"{name}.sh").read_text()
         assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
-        assert (out / "hosts" / host / "_steps" / f"{name}.undo.sh").is_file()
-        for f in s["inputs"]["files"]:
+        assert script == st["stepScript"]
+        assert (out / "hosts" / host / "_steps" / f"{name}.undo.sh").read_text() == st["undoScript"]
+        listed = out / "hosts" / host / "SECRETS.txt"
+        lines = [ln.split("\t") for ln in listed.read_text().splitlines()[1:]] if listed.is_file() else []
+        secret = {ln[0] for ln in lines if ln[3] == f"(step {name})"}
+        assert bool(secret) == (r["inputs"].get("stdin") == "[secret]"), name
+        for f in st["files"]:
             placed = out / "hosts" / host / f["path"].lstrip("/")
             if f["secret"]:
-                assert not placed.exists(), placed
-                assert f["path"] in (out / "hosts" / host / "SECRETS.txt").read_text()
-            else:
-                assert placed.read_text() == f["content"]
+                assert f["path"] in secret, (name, f["path"])
+            elif f["content"] is not None:
+                assert placed.read_text() == f["content"], (name, f["path"])
+            else:  # on a secret stdin with the secret files: the preview writes it from the run
+                assert placed.is_file(), (name, f["path"])
+        for path in secret:
+            assert not (out / "hosts" / host / path.lstrip("/")).exists(), path
+        secrets_seen += len(secret)
+    assert secrets_seen  # keys and kubeconfigs reach the hosts
     for path in (out / "hosts").rglob("*"):
         if path.is_file():
             assert "PRIVATE KEY" not in path.read_text(errors="replace"), path

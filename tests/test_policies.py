@@ -16,10 +16,13 @@ from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from components.firewall import MEMBERS_PATH
+from components.host_step import HostFile
 from offline.engine.runner import ProgramRun
 from policy.rules import credentials, hardening, host_artifacts, network, pki, rbac
 from policy.rules.artifacts import exec_start, expand_includes, host_files, parse_ruleset
-from policy.rules.common import HOST_FIREWALL, HOST_STEP, REMOTE_COMMAND
+from policy.rules.artifacts.steps import step_props
+from policy.rules.common import HOST_FIREWALL, REMOTE_COMMAND
+from tests.step_support import command_props
 
 FW = HOST_FIREWALL
 INVENTORY: list[dict[str, Any]] = [
@@ -151,17 +154,24 @@ def _stack(resources: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, 
 def test_every_host_firewalled() -> None:
     all_fw = [(FW, f"{h['name']}-firewall", firewall(h["name"], [])) for h in INVENTORY]
     ssh = (REMOTE_COMMAND, "worker-1-step", {"connection": {"host": "203.0.113.21"}})
-    assert _stack(all_fw + [ssh]) == []
-    worker_step = (HOST_STEP, "worker-1-runtime", {"host": "worker-1"})
+    worker_step = (REMOTE_COMMAND, "worker-1-runtime",
+                   command_props("worker-1-runtime", "worker-1", "203.0.113.21", []))
+    assert _stack(all_fw + [ssh, worker_step]) == []
     missing = _stack([r for r in all_fw if r[1] != "worker-1-firewall"] + [ssh, worker_step])
-    assert any("worker-1" in m for m, _ in missing) and any("203.0.113.21" in m for m, _ in missing)
+    assert ("host worker-1 has no HostFirewall (containercloud:net:HostFirewall)", None) in missing
+    assert ("SSH target 203.0.113.21 has no HostFirewall", f"urn::{REMOTE_COMMAND}::worker-1-step") in missing
     stray = _stack(all_fw + [(REMOTE_COMMAND, "x", {"connection": {"host": "203.0.113.99"}})])
     assert len(stray) == 1 and stray[0][1] == f"urn::{REMOTE_COMMAND}::x"
-    steps_only = _stack([(HOST_STEP, "s", {"host": "harbor-1"})])
-    assert steps_only == [("host harbor-1 has no HostFirewall (containercloud:net:HostFirewall)", None)]
+    # a step names its host by its inventory name: no firewall of that name is a finding of its own, besides
+    # its SSH target's
+    harbor_step = (REMOTE_COMMAND, "s", command_props("s", "harbor-1", "203.0.113.10", []))
+    assert _stack([harbor_step]) == [("host harbor-1 has no HostFirewall (containercloud:net:HostFirewall)", None),
+                                     ("SSH target 203.0.113.10 has no HostFirewall", f"urn::{REMOTE_COMMAND}::s")]
+    assert _stack([(REMOTE_COMMAND, "s", {"connection": {"host": "203.0.113.10"}})]) == [
+        ("SSH target 203.0.113.10 has no HostFirewall", f"urn::{REMOTE_COMMAND}::s")]  # not a step: no host name
 
 
-# --- 5. host artifacts: the parsers and the rules that read HostStep files -------------------------------------
+# --- 5. host artifacts: the parsers and the rules that read the files a step's Command places ----------------
 
 UNIT = """[Unit]
 Description=x
@@ -199,27 +209,30 @@ def test_nft_parser_reads_chains_sources_and_ports() -> None:
     assert chain.rules[2].saddr is None and chain.rules[2].dports == ["80", "8000-8100"]
 
 
-def step(files: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"host": "master-1", "step": "s", "script": "true", "deleteScript": "true",
-            "files": [{"mode": "0644", "secret": False} | f for f in files]}
+def step(files: list[HostFile]) -> dict[str, Any]:
+    """A step's Command on master-1 placing `files` (secret ones on its stdin)."""
+    return command_props("master-1-s", "master-1", "198.51.100.11", files)
 
 
 def test_apiserver_rule_reads_the_unit_file() -> None:
     path = host_artifacts.APISERVER_UNIT
-    found = run(host_artifacts.validate_apiserver_unit, HOST_STEP, step([{"path": path, "content": UNIT}]))
+    found = run(host_artifacts.validate_apiserver_unit, REMOTE_COMMAND, step([HostFile(path, UNIT)]))
     assert any(m.startswith(f"master-1 {path}:9: --profiling is true") and "CIS 1.2.15" in m for m in found)
     assert not any("anonymous-auth" in m for m in found)
-    unknown = step([{"path": path, "content": UNKNOWN_STRING_VALUE}])
-    assert run(host_artifacts.validate_apiserver_unit, HOST_STEP, unknown) == []
+    # at preview, a file from a provider output leaves the whole Command unknown: nothing to judge, no finding
+    unknown = step([HostFile(path, UNIT)]) | {key: UNKNOWN_STRING_VALUE for key in ("create", "delete")}
+    unknown["triggers"] = [UNKNOWN_STRING_VALUE]
+    assert run(host_artifacts.validate_apiserver_unit, REMOTE_COMMAND, unknown) == []
 
 
 def test_secret_files_must_be_marked_and_private() -> None:
     key = "-----BEGIN RSA PRIVATE KEY-----\nMII\n-----END RSA PRIVATE KEY-----\n"
-    assert run(host_artifacts.validate_secret_files, HOST_STEP, step([{"path": "/k.key", "content": key}]))
-    ok = step([{"path": "/k.key", "content": key, "secret": True, "mode": "0600"}])
-    assert run(host_artifacts.validate_secret_files, HOST_STEP, ok) == []
-    loose = step([{"path": "/k.key", "content": key, "secret": True, "mode": "0644"}])
-    assert run(host_artifacts.validate_secret_files, HOST_STEP, loose)
+    assert run(host_artifacts.validate_secret_files, REMOTE_COMMAND, step([HostFile("/k.key", key)]))
+    ok = step([HostFile("/k.key", key, "0600", secret=True)])
+    assert "stdin" in ok and key.strip() not in ok["create"]
+    assert run(host_artifacts.validate_secret_files, REMOTE_COMMAND, ok) == []
+    loose = step([HostFile("/k.key", key, "0644", secret=True)])
+    assert run(host_artifacts.validate_secret_files, REMOTE_COMMAND, loose)
 
 
 WN = "containercloud:k8s:WorkerNode"
@@ -414,8 +427,9 @@ def _parsed(text: str) -> list[tuple[str, Any, Any, Optional[str]]]:
 @pytest.mark.skipif(not shutil.which("nft") or not shutil.which("unshare"), reason="nft or unshare missing")
 def test_nft_parser_agrees_with_nft(dev: ProgramRun, ha: ProgramRun) -> None:
     """Each host's ruleset file, loaded with its members file (the include), as parsed vs as nft loads it."""
-    files = [(run.stack, f) for run in (dev, ha) for reg in run.of_type(HOST_STEP)
-             for f in host_files(reg.plain_inputs) if f.path.endswith(".nft") and f.content]
+    steps = [(run.stack, step) for run in (dev, ha) for reg in run.of_type(REMOTE_COMMAND)
+             if (step := step_props(reg.type, reg.plain_inputs, reg.name)) is not None]
+    files = [(stack, f) for stack, step in steps for f in host_files(step) if f.path.endswith(".nft") and f.content]
     members = {f"{stack}:{f.host}": f.content or "" for stack, f in files if f.path == MEMBERS_PATH}
     rulesets = {f"{stack}:{f.host}": expand_includes(f.content or "", {MEMBERS_PATH: members[f"{stack}:{f.host}"]})
                 for stack, f in files if f.path != MEMBERS_PATH}

@@ -1,7 +1,8 @@
 """A corpus of insecure changes, written as an auditor would (CIS Kubernetes Benchmark, Harbor and Docker
 hardening, the zone design), each refused by the real pack over its analyzer gRPC server for the right reason.
 
-Most variants edit what a host receives — a HostStep's rendered file — and leave every component's props
+Most variants edit what a host receives — a file, a mode or the script of a step, in its Command's `create`
+and `stdin` as components/host_step.py renders them (tests/step_support.py) — and leave every component's props
 untouched: the pack must judge the artifact. Others edit a Kubernetes object or TLS resource's own inputs, or
 change the stack config and run the program again. The dev and ha programs run once each, in memory; every
 variant is a copy of one registration sent to the same analyzer process.
@@ -10,6 +11,7 @@ variant is a copy of one registration sent to the same analyzer process.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterator
@@ -18,14 +20,16 @@ from typing import Any, Optional
 
 import pytest
 
+from components.host_step import HostFile, HostStepArgs
 from offline.engine import run_program
-from offline.engine.mocks import SECRET_SIG
+from offline.engine.mocks import SECRET_SIG, SECRET_VALUE
 from offline.engine.monitor import Registration
 from offline.engine.policy_client import PolicyAnalyzer, mandatory
 from offline.engine.runner import ProgramRun
+from policy.rules.artifacts.steps import step_props
+from tests.step_support import REMOTE_COMMAND, is_step, registered_step, rendered, with_file
 from tests.test_teams_platform import directory as platform_directory
 
-HOST_STEP = "containercloud:host:HostStep"
 FW = "containercloud:net:HostFirewall"
 CRB = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
 RB = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
@@ -66,25 +70,25 @@ def _find(run: ProgramRun, typ: str, name: str) -> Registration:
     return found[0]
 
 
-def _unwrap_set(holder: dict[str, Any], key: str, change: Callable[[Any], Any]) -> None:
-    value = holder[key]
-    if isinstance(value, dict) and SECRET_SIG in value:
-        value["value"] = change(value["value"])
-    else:
-        holder[key] = change(value)
+def step_edit(stack_name: str, step: str, change: Callable[[HostStepArgs], HostStepArgs]) -> Edit:
+    """The Command of one step as it would be rendered from `change`d step arguments (the step read back from
+    its registered Command); every other input of it and every component stay as they were."""
+    def build(runs: Runs) -> list[Registration]:
+        reg = _find(runs[stack_name], REMOTE_COMMAND, step)
+        before = registered_step(reg)
+        after = change(before)
+        assert after != before, f"the edit of {step} changed nothing"
+        return [rendered(reg, after)]
+    return build
 
 
 def file_edit(stack_name: str, step: str, path: str, change: Callable[[str], str]) -> Edit:
-    """One rendered file of one HostStep changed; the step's other props and every component stay as they were."""
-    def build(runs: Runs) -> list[Registration]:
-        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
-        entries = [f for f in reg.inputs["files"] if f["path"] == path]
-        assert len(entries) == 1, f"{step} has no file {path}"
-        before = copy.deepcopy(entries[0])
-        _unwrap_set(entries[0], "content", change)
-        assert entries[0] != before, f"the edit of {step} {path} changed nothing"
-        return [reg]
-    return build
+    """One file of one step changed (what its Command writes, or sends on stdin when the file is secret)."""
+    def edit(args: HostStepArgs) -> HostStepArgs:
+        entries = [f for f in args.files if f.path == path]
+        assert len(entries) == 1, f"{step} has no single file {path}"
+        return with_file(args, path, content=change(str(entries[0].content)))
+    return step_edit(stack_name, step, edit)
 
 
 def sub(pattern: str, replacement: str, count: int = 1) -> Callable[[str], str]:
@@ -109,7 +113,7 @@ def add_accept(rule: str) -> Callable[[str], str]:
 
 
 def ruleset_edit(stack_name: str, host: str, change: Callable[[str], str]) -> Edit:
-    """A template edit of a host's ruleset: the HostStep's firewall.nft and the HostFirewall's `ruleset` prop are
+    """A template edit of a host's ruleset: the firewall step's firewall.nft and the HostFirewall's `ruleset` prop are
     the same rendered text, so both change."""
     step = file_edit(stack_name, f"{host}-firewall", NFT, change)
 
@@ -152,30 +156,22 @@ def with_props(edit: Edit, host: str, **props: Any) -> Edit:
 
 
 def add_file(stack_name: str, step: str, path: str, content: str) -> Edit:
-    """A file added to a HostStep (e.g. a systemd drop-in)."""
-    def build(runs: Runs) -> list[Registration]:
-        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
-        reg.inputs["files"].append({"path": path, "mode": "0644", "secret": False, "content": content})
-        return [reg]
-    return build
+    """A file added to a step (e.g. a systemd drop-in)."""
+    def edit(args: HostStepArgs) -> HostStepArgs:
+        return dataclasses.replace(args, files=[*args.files, HostFile(path, content)])
+    return step_edit(stack_name, step, edit)
 
 
 def script_edit(stack_name: str, step: str, change: Callable[[str], str]) -> Edit:
-    """A HostStep's script changed (the rendered template), its files and every component unchanged."""
-    def build(runs: Runs) -> list[Registration]:
-        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
-        reg.inputs["script"] = change(reg.inputs["script"])
-        return [reg]
-    return build
+    """A step's script changed (the rendered template), its files and every component unchanged."""
+    def edit(args: HostStepArgs) -> HostStepArgs:
+        return dataclasses.replace(args, script=change(args.script))
+    return step_edit(stack_name, step, edit)
 
 
 def file_meta(stack_name: str, step: str, path: str, **fields: Any) -> Edit:
-    def build(runs: Runs) -> list[Registration]:
-        reg = copy.deepcopy(_find(runs[stack_name], HOST_STEP, step))
-        entry = next(f for f in reg.inputs["files"] if f["path"] == path)
-        entry.update(fields)
-        return [reg]
-    return build
+    """A step's file with another mode, or marked secret (sent on stdin) or not (written by `create`)."""
+    return step_edit(stack_name, step, lambda args: with_file(args, path, **fields))
 
 
 def input_edit(stack_name: str, typ: str, name: str, change: Callable[[dict[str, Any]], None]) -> Edit:
@@ -260,7 +256,7 @@ def platform_edit(typ: str, name: str, change: Callable[[dict[str, Any]], None])
 
 
 def platform_step_edit(edit: Callable[..., Edit], step: str, *args: Any, **fields: Any) -> Edit:
-    """file_edit / script_edit / file_meta of a HostStep of the directory + Headlamp stack."""
+    """file_edit / script_edit / file_meta of a step of the directory + Headlamp stack."""
     inner = edit("platform", step, *args, **fields)
     return lambda runs: inner({**runs, "platform": platform_run()})
 
@@ -683,23 +679,25 @@ UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's unknown string 
 
 
 def _from_provider_outputs(content: Any) -> bool:
-    """Contents a real preview cannot know: secrets, certificates and keys (pulumi-tls / pulumi-random outputs)."""
-    return isinstance(content, dict) or (isinstance(content, str) and "-----BEGIN" in content)
+    """Contents a real preview cannot know: certificates and keys (pulumi-tls outputs)."""
+    return isinstance(content, str) and "-----BEGIN" in content
 
 
 def as_at_preview(reg: Registration) -> Registration:
+    """A step's Command as a real preview of a new stack registers it: the content of the files on its `stdin`
+    (pulumi-tls and pulumi-random outputs, secret or not) is unknown, so `stdin` is; `create`, `delete` and
+    `triggers` hold no output of another resource (components/host_step.py `render_step`) and stay known."""
     reg = copy.deepcopy(reg)
-    if reg.type == HOST_STEP:
-        for f in reg.inputs.get("files") or []:
-            if _from_provider_outputs(f.get("content")):
-                f["content"] = UNKNOWN
+    if step_props(reg.type, reg.plain_inputs, reg.name) is not None and "stdin" in reg.inputs:
+        reg.inputs["stdin"] = {SECRET_SIG: SECRET_VALUE, "value": UNKNOWN}
     return reg
 
 
 def test_at_preview_the_stacks_stay_clean_and_the_pack_still_runs(analyzer: PolicyAnalyzer, runs: Runs) -> None:
     for name in ("dev", "ha"):
-        regs = [as_at_preview(r) for r in runs[name].registrations if r.type == HOST_STEP]
-        assert any(f["content"] == UNKNOWN for r in regs for f in r.inputs["files"])
+        regs = [as_at_preview(r) for r in runs[name].registrations if is_step(r)]
+        assert all(isinstance(r.inputs["create"], str) for r in regs) and any(is_step(r) for r in regs)
+        assert any(r.inputs.get("stdin", {}).get("value") == UNKNOWN for r in regs)
         found = [v for r in regs for v in analyzer.analyze_resource(r)]
         assert found == [], "\n".join(f"{v.policy} [{v.level}]: {v.message}" for v in found)
 
@@ -720,7 +718,9 @@ def test_rendered_file_edits_are_caught_at_preview(analyzer: PolicyAnalyzer, run
 
 
 def test_a_harbor_step_without_a_readable_harbor_yml_fails_closed(analyzer: PolicyAnalyzer, runs: Runs) -> None:
-    reg = copy.deepcopy(_find(runs["dev"], HOST_STEP, "harbor-1-harbor"))
-    reg.inputs["files"] = [f for f in reg.inputs["files"] if f["path"] != HARBOR_YML]
+    reg = _find(runs["dev"], REMOTE_COMMAND, "harbor-1-harbor")
+    args = registered_step(reg)
+    assert any(f.path == HARBOR_YML for f in args.files)
+    reg = rendered(reg, dataclasses.replace(args, files=[f for f in args.files if f.path != HARBOR_YML]))
     found = analyzer.analyze_resource(reg)
     assert any(v.policy == "registry-tls-artifacts" and "fail closed" in v.message for v in found), found

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 from offline.engine.runner import ProgramRun
+from tests.k8s_support import host_step, host_steps
 from tests.test_registry import full_script, openssl_verify, step_file_secret, step_files
 
 RANCHER = "containercloud:rancher:RancherServer"
-STEP = "containercloud:host:HostStep"
 COMMAND = "command:remote:Command"
 SECRET = "kubernetes:core/v1:Secret"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -26,7 +26,9 @@ def test_docker_mode_runs_rancher_from_harbor_with_our_ca(dev: ProgramRun, tmp_p
     props = dev.of_type(RANCHER)[0].plain_inputs
     assert props["mode"] == "docker" and props["host"] == "rancher-1"
     assert props["systemDefaultRegistry"] == "harbor.corp.example" and props["privateCa"] is True
-    script = dev.named("rancher-1-rancher", STEP).plain_inputs["script"]
+    step = host_step(dev, "rancher-1-rancher")[1]
+    assert step["host"] == "rancher-1"
+    script = step["script"]
     assert "-e CATTLE_SYSTEM_DEFAULT_REGISTRY=harbor.corp.example" in script
     assert "harbor.corp.example/rancher/rancher:v2.14.4" in script
     assert "--restart=unless-stopped --privileged" in script
@@ -57,7 +59,7 @@ def test_docker_mode_bootstrap_password_only_in_a_secret_env_file(dev: ProgramRu
 
 
 def test_docker_mode_waits_for_docker_and_the_image_mirror(dev: ProgramRun) -> None:
-    deps = dev.named("rancher-1-rancher", STEP).dependencies
+    deps = dev.named("rancher-1-rancher", COMMAND).dependencies
     assert dev.named("rancher-1-docker", COMMAND).urn in deps
     assert dev.named("harbor-1-harbor-images", COMMAND).urn in deps
     assert files_ca(dev, "rancher-1-docker") == dev.outputs["kubernetesCaCertificate"]
@@ -71,17 +73,19 @@ def files_ca(run: ProgramRun, step: str) -> str:
 # --- import ---------------------------------------------------------------------------------------
 
 def test_import_depends_on_api_and_rancher_ready(dev: ProgramRun, ha: ProgramRun, dev_helm: ProgramRun) -> None:
-    step = dev.named("master-1-rancher-import", STEP)
+    step = dev.named("master-1-rancher-import", COMMAND)
     assert api_ready_urn(dev) in step.dependencies
     assert dev.named("rancher-1-rancher", COMMAND).urn in step.dependencies
     for run, host in ((ha, "cp-1"), (dev_helm, "master-1")):
-        step = run.named(f"{host}-rancher-import", STEP)
+        step = run.named(f"{host}-rancher-import", COMMAND)
         assert api_ready_urn(run) in step.dependencies
         assert run.of_type(RELEASE)[0].urn in step.dependencies
 
 
 def test_import_registers_the_cluster_with_secrets_in_files(dev: ProgramRun) -> None:
-    script = dev.named("master-1-rancher-import", STEP).plain_inputs["script"]
+    imported = host_step(dev, "master-1-rancher-import")[1]
+    assert imported["host"] == "master-1"
+    script = imported["script"]
     assert "v3-public/localProviders/local?action=login" in script and "-d @/etc/containercloud" in script
     assert '"name":"container-cloud-dev"' in script and "clusterregistrationtokens" in script
     assert "kubectl --kubeconfig /etc/containercloud/rancher-import/admin.kubeconfig apply -f" in script
@@ -92,12 +96,12 @@ def test_import_registers_the_cluster_with_secrets_in_files(dev: ProgramRun) -> 
     for path in ("login.json", "admin.kubeconfig"):
         full = f"/etc/containercloud/rancher-import/{path}"
         assert files[full]["mode"] == "0600" and step_file_secret(dev, "master-1-rancher-import", full)
-    assert "kubectl --kubeconfig" in dev.named("master-1-rancher-import", STEP).plain_inputs["deleteScript"]
+    assert "kubectl --kubeconfig" in imported["deleteScript"]
     assert "rancherClusterId" in dev.outputs and "rancherClusterId" not in dev.secret_outputs
 
 
 def test_helm_mode_checks_local_instead_of_importing_twice(ha: ProgramRun) -> None:
-    script = ha.named("cp-1-rancher-import", STEP).plain_inputs["script"]
+    script = host_step(ha, "cp-1-rancher-import")[1]["script"]
     assert "v3/clusters/local" in script and "clusterregistrationtokens" not in script
     assert "kubectl" not in script
 
@@ -136,14 +140,14 @@ def test_helm_mode_chart_values_and_secrets(ha: ProgramRun, tmp_path: Path) -> N
     props = ha.of_type(RANCHER)[0].plain_inputs
     assert props["mode"] == "helm" and props["systemDefaultRegistry"] == "harbor.corp.example"
     assert props["hosts"] == ["rancher-1", "rancher-2", "rancher-3"]
-    assert not [r for r in ha.of_type(STEP) if r.name.endswith("-rancher")]
+    assert not [r for r, _ in host_steps(ha) if r.name.endswith("-rancher")]
 
 
 def test_dev_in_helm_mode(dev_helm: ProgramRun) -> None:
     release = dev_helm.of_type(RELEASE)[0]
     assert release.plain_inputs["values"]["systemDefaultRegistry"] == "harbor.corp.example"
     assert release.plain_inputs["values"]["replicas"] == 1
-    assert not [r for r in dev_helm.of_type(STEP) if r.name in ("rancher-1-docker", "rancher-1-rancher")]
+    assert not [r for r, _ in host_steps(dev_helm) if r.name in ("rancher-1-docker", "rancher-1-rancher")]
 
 
 def test_every_rancher_script_passes_shellcheck(dev: ProgramRun, ha: ProgramRun, tmp_path: Path) -> None:

@@ -15,20 +15,23 @@ from components.config import parse_settings
 from components.host_step import passwords_script
 from offline.engine.mocks import unwrap
 from offline.engine.runner import ROOT, ProgramRun, load_stack_config
+from tests.k8s_support import host_step
 
 REGISTRY = "containercloud:registry:Harbor"
-STEP = "containercloud:host:HostStep"
 COMMAND = "command:remote:Command"
 
 
 def step_files(run: ProgramRun, name: str) -> dict[str, dict[str, Any]]:
-    return {f["path"]: f for f in run.named(name, STEP).plain_inputs["files"]}
+    """The files the step places, as the host receives them (decoded from its Command)."""
+    return {f["path"]: f for f in host_step(run, name)[1]["files"]}
 
 
 def step_file_secret(run: ProgramRun, name: str, path: str) -> bool:
-    files = run.named(name, STEP).inputs["files"]
-    entry = next(f for f in files if f["path"] == path)
-    return bool(entry["secret"]) and isinstance(entry["content"], dict) and "value" in entry["content"]
+    """Whether the file reaches the host only over the Command's secret stdin: not in its `create`."""
+    cmd, step = host_step(run, name)
+    entry = next(f for f in step["files"] if f["path"] == path)
+    return (bool(entry["secret"]) and cmd.input_is_secret("stdin") and bool(entry["content"])
+            and entry["content"] not in cmd.plain_inputs["create"])
 
 
 def full_script(run: ProgramRun, name: str, key: str = "create") -> str:
@@ -128,10 +131,11 @@ def test_ha_harbor_yml_uses_external_services_and_shared_storage(ha: ProgramRun)
     assert cfg["external_redis"]["password"].startswith("PLACEHOLDER-SECRET:registryRedisPassword")
     assert cfg["data_volume"] == s.registry_data_path
     for h in s.registry_hosts:
-        storage = ha.named(f"{h.name}-registry-storage", STEP).plain_inputs["script"]
-        assert f"203.0.113.60:/export/harbor {s.registry_data_path} nfs " in storage
-        assert "umount" in ha.named(f"{h.name}-registry-storage", STEP).plain_inputs["deleteScript"]
-        harbor = ha.named(f"{h.name}-harbor", STEP)
+        storage = host_step(ha, f"{h.name}-registry-storage")[1]
+        assert storage["host"] == h.name
+        assert f"203.0.113.60:/export/harbor {s.registry_data_path} nfs " in storage["script"]
+        assert "umount" in storage["deleteScript"]
+        harbor = ha.named(f"{h.name}-harbor", COMMAND)
         storage_cmd = ha.named(f"{h.name}-registry-storage", COMMAND).urn
         docker_cmd = ha.named(f"{h.name}-docker", COMMAND).urn
         assert storage_cmd in harbor.dependencies and docker_cmd in harbor.dependencies
@@ -181,7 +185,7 @@ def test_docker_trusts_the_registry_ca_without_insecure_registry(dev: ProgramRun
         assert files["/etc/docker/certs.d/harbor.corp.example/ca.crt"]["content"] == ca
         assert "insecure" not in files["/etc/docker/daemon.json"]["content"]
     for r in dev.registrations:
-        if r.type in (STEP, COMMAND):
+        if r.type == COMMAND:
             assert "insecure-registr" not in str(r.plain_inputs)
 
 
@@ -198,8 +202,8 @@ def test_every_worker_containerd_trusts_the_registry_ca(dev: ProgramRun, ha: Pro
 
 
 def test_projects_created_through_the_api_with_a_0600_credential(dev: ProgramRun) -> None:
-    step = dev.named("harbor-1-harbor-projects", STEP)
-    script = step.plain_inputs["script"]
+    step, props = host_step(dev, "harbor-1-harbor-projects")
+    script = props["script"]
     assert '"project_name":"library","metadata":{"public":"false"}' in script
     assert '"project_name":"system","metadata":{"public":"true"}' in script
     assert '"project_name":"rancher","metadata":{"public":"true"}' in script
@@ -212,7 +216,7 @@ def test_projects_created_through_the_api_with_a_0600_credential(dev: ProgramRun
 
 def test_image_mirror_pushes_every_pinned_image_and_verifies_digests(dev: ProgramRun) -> None:
     s = settings_of("dev")
-    step = dev.named("harbor-1-harbor-images", STEP)
+    step = dev.named("harbor-1-harbor-images", COMMAND)
     script = full_script(dev, "harbor-1-harbor-images")
     wanted = artifacts.images(s)
     assert {i.name for i in wanted} >= {"pause", "flannel", "coredns"}

@@ -13,6 +13,7 @@ from components import artifacts, smoke_test
 from components.config import Settings, parse_settings
 from offline.engine import ProgramRun, run_program
 from offline.engine.runner import ROOT, load_stack_config
+from tests.k8s_support import host_step
 
 SMOKE = "containercloud:k8s:SmokeTest"
 CLUSTER_IP = "10.96.0.50"
@@ -38,11 +39,13 @@ def test_smoke_test_runs_on_an_inside_host_after_the_addons_with_nginx_from_harb
     assert props["nodes"] == [h.name for h in s.worker_hosts if h.zone == "dmz"] and props["nodes"]
     assert props["image"] == f"{s.registry_hostname}/system/nginx:1.30.0"
     assert any(i.name == "nginx" and i.source == artifacts.NGINX_IMAGE for i in artifacts.images(s))
-    step = dev.named("smoke-test-run", "containercloud:host:HostStep")
+    step, run = host_step(dev, "smoke-test-run")
+    assert step.parent == comp.urn and run["host"] == props["host"]
     assert any("addons" in d or "flannel" in d or "coredns" in d for d in step.dependencies)
     assert any("harbor-images" in d for d in step.dependencies)  # the image is in Harbor first
-    files = {f["path"]: f for f in step.plain_inputs["files"]}
-    assert files["/etc/containercloud/smoke-test/admin.kubeconfig"]["mode"] == "0600"
+    files = {f["path"]: f for f in run["files"]}
+    kubeconfig = files["/etc/containercloud/smoke-test/admin.kubeconfig"]
+    assert kubeconfig["mode"] == "0600" and kubeconfig["secret"]
     docs = smoke_test.workload_docs(s)
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     terms = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][

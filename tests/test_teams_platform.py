@@ -18,9 +18,9 @@ from cryptography.x509.oid import NameOID
 from components.config import ConfigError, parse_settings
 from offline.engine import ProgramRun, run_program
 from offline.engine.runner import ROOT, load_stack_config
+from tests.k8s_support import host_step, step_of
 
 PROGRAM = ROOT / "__main__.py"
-STEP = "containercloud:host:HostStep"
 COMMAND = "command:remote:Command"
 SECRET = "kubernetes:core/v1:Secret"
 TEAM_REGISTRY = "containercloud:registry:TeamRegistry"
@@ -77,18 +77,18 @@ def script(run: ProgramRun, name: str, key: str = "create") -> str:
 
 
 def stdin_files(run: ProgramRun, name: str) -> dict[str, str]:
-    """What the step's stdin carries: `path mode base64` lines, decoded."""
+    """What the step's stdin carries: lines of a path, then the content base64, decoded."""
     bundle = run.named(name, COMMAND).plain_inputs["stdin"]
     out = {}
     for line in bundle.splitlines():
-        path, _mode, data = line.split(" ")
-        out[path] = base64.b64decode(data).decode()
+        words = line.split(" ")
+        out[words[0]] = base64.b64decode(words[-1]).decode()
     return out
 
 
 def plain_file(run: ProgramRun, name: str, path: str) -> str:
-    """A non-secret file of a HostStep, as the policy pack receives it."""
-    entry = next(f for f in run.named(name, STEP).inputs["files"] if f["path"] == path)
+    """A non-secret file of a step, as the policy pack receives it (decoded from its Command's `create`)."""
+    entry = next(f for f in host_step(run, name)[1]["files"] if f["path"] == path)
     assert entry["secret"] is False and isinstance(entry["content"], str)
     return str(entry["content"])
 
@@ -186,15 +186,16 @@ def test_directory_bodies_are_plain_files_and_the_passwords_only_on_stdin(with_d
         rest = _everything_but_stdin(with_directory, name)
         assert BIND_PASSWORD not in rest and ADMIN_PASSWORD not in rest
     holders = set()
-    for reg in with_directory.registrations:  # only the two steps hold them (as secret files)
-        if BIND_PASSWORD in json.dumps(reg.plain_inputs):
+    for reg in with_directory.registrations:  # only the two steps hold them, as secret files on stdin (base64)
+        assert BIND_PASSWORD not in json.dumps(reg.plain_inputs), reg.urn
+        step = step_of(reg)
+        if step is not None and any(BIND_PASSWORD in (f["content"] or "") for f in step["files"]):
             holders.add((reg.type, reg.name))
-    assert holders == {(STEP, harbor), (STEP, rancher)}  # the commands carry them base64 on stdin
+    assert holders == {(COMMAND, harbor), (COMMAND, rancher)}
     for name, names in ((harbor, {"bind-password"}), (rancher, {"bind-password", "admin-password"})):
-        files = with_directory.named(name, STEP).inputs["files"]
+        files = host_step(with_directory, name)[1]["files"]
         secret = {f["path"].rsplit("/", 1)[1][:-5] for f in files if f["secret"]}
-        assert names <= secret and all(isinstance(f["content"], dict) and f["mode"] == "0600"
-                                       for f in files if f["secret"])
+        assert names <= secret and all(f["mode"] == "0600" for f in files if f["secret"])
         assert not any(BIND_PASSWORD in f["content"] for f in files if not f["secret"])
 
 
@@ -234,7 +235,7 @@ def test_each_team_gets_its_group_as_developer_and_a_rancher_project(with_direct
         for ns in props["namespaces"]:
             assert f'annotate --overwrite namespace {ns} "field.cattle.io/projectId=$project"' in rancher
         # the team steps wait for the directory (Harbor can only add an LDAP group in ldap_auth)
-        deps = with_directory.named(f"{team}-registry-harbor", STEP).dependencies
+        deps = with_directory.named(f"{team}-registry-harbor", COMMAND).dependencies
         assert any("directory-harbor" in d for d in deps)
 
 

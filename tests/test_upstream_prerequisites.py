@@ -14,8 +14,9 @@ from components import prerequisites
 from components.config import parse_settings
 from offline.engine import ProgramRun, run_program
 from offline.engine.runner import load_stack_config
+from tests.k8s_support import host_steps, step_of
 
-STEP = "containercloud:host:HostStep"
+STEP = "containercloud:host:HostStep"  # the wrapper component around each step's Command until issue 16
 COMMAND = "command:remote:Command"
 GATED = ("command:remote:Command", "command:remote:CopyToRemote")
 
@@ -57,20 +58,22 @@ def test_every_host_checks_first_and_everything_else_waits_for_the_checks(dev: P
     the cluster); a worker's own commands wait for its own check instead, everything else for the gate; so no
     resource waits, even through others, for O(workers) checks (issue 16: the SDK's cycle check walks that)."""
     for run in (dev, ha):
-        checks = [r for r in run.of_type(STEP) if r.name.endswith("-prerequisites")]
-        hosts = {r.plain_inputs["host"] for r in checks}
+        checks = [(r, st) for r, st in host_steps(run) if r.name.endswith("-prerequisites")]
+        hosts = {st["host"] for _, st in checks}
         assert hosts == {r.plain_inputs["host"] for r in run.of_type("containercloud:net:HostFirewall")}
         workers = {h.name for h in settings_of(run.stack).hosts if prerequisites.only_worker(h)}
         assert workers and workers < hosts
         gate = run.named("host-prerequisites")
         check_of = {h: run.named(f"{h}-prerequisites", COMMAND).urn for h in hosts}
         assert set(gate.dependencies) == {u for h, u in check_of.items() if h not in workers}  # platform only
-        step_host = {r.urn: r.plain_inputs["host"] for r in run.of_type(STEP)}
+        host_at = {h.address: h.name for h in settings_of(run.stack).hosts}
         others = [r for t in GATED for r in run.of_type(t) if r.urn not in check_of.values()]
         assert others, "no remote commands found"
         on_workers = 0
         for r in others:
-            host = step_host.get(r.parent or "")
+            host = host_at.get((r.plain_inputs.get("connection") or {}).get("host"))  # where it runs
+            step = step_of(r)
+            assert step is None or step["host"] == host, r.name  # a step connects to its own host
             if host in workers:
                 on_workers += 1
                 assert check_of[host] in r.dependencies and gate.urn not in r.dependencies, r.name
@@ -82,26 +85,45 @@ def test_every_host_checks_first_and_everything_else_waits_for_the_checks(dev: P
 
 
 def test_the_check_has_no_wrapper_and_keeps_its_urn_in_existing_stacks(dev: ProgramRun) -> None:
-    """Issue 16: the HostPrerequisites component around the single check went (one resource per host). A stack
-    created before holds `HostPrerequisites$HostStep` and `HostPrerequisites$HostStep$Command` (engine URNs:
-    the whole parent type chain); both must be found by alias, or `pulumi up` would delete the old Command
-    (running the step's undo on the host) and create a new one. The recording monitor computes alias URNs as
-    pulumi's step generator does (the Command's is inherited from its parent's)."""
-    assert not dev.of_type(prerequisites.OLD_TYPE)
-    old_step = f"urn:pulumi:dev::container-cloud::{prerequisites.OLD_TYPE}$" + STEP + "::{}-prerequisites"
-    old_command = f"urn:pulumi:dev::container-cloud::{prerequisites.OLD_TYPE}${STEP}${COMMAND}" + "::{}-prerequisites"
+    """Issue 16: neither the HostPrerequisites component around the single check nor the HostStep component
+    around its Command is a resource any more: the check is its Command, at the top of the stack. Stacks
+    created before hold it as `HostStep$Command` (at the top) or, the oldest, `HostPrerequisites$HostStep$Command`
+    (engine URNs: the whole parent type chain); both must be found by alias, or `pulumi up` would delete the old
+    Command (running the step's undo on the host) and create a new one. The recording monitor computes alias
+    URNs as pulumi's step generator does."""
+    assert not dev.of_type(prerequisites.OLD_TYPE) and not dev.of_type(STEP)
+    old_step = f"urn:pulumi:dev::container-cloud::{STEP}${COMMAND}" + "::{}-prerequisites"
+    oldest = f"urn:pulumi:dev::container-cloud::{prerequisites.OLD_TYPE}${STEP}${COMMAND}" + "::{}-prerequisites"
     hosts = {r.plain_inputs["host"] for r in dev.of_type("containercloud:net:HostFirewall")}
     assert hosts
     for h in hosts:
-        step = dev.named(f"{h}-prerequisites", STEP)
-        assert step.parent.endswith("::pulumi:pulumi:Stack::container-cloud-dev")
-        assert old_step.format(h) in step.aliases
         command = dev.named(f"{h}-prerequisites", COMMAND)
-        assert command.parent == step.urn and old_command.format(h) in command.aliases
+        step = step_of(command)
+        assert step is not None and step["host"] == h
+        assert command.parent.endswith("::pulumi:pulumi:Stack::container-cloud-dev")
+        assert old_step.format(h) in command.aliases and oldest.format(h) in command.aliases
     # nothing else claims an old URN (the engine refuses two resources aliasing one)
     claimed = [a for r in dev.registrations for a in r.aliases]
     assert len(claimed) == len(set(claimed))
-    assert len([a for a in claimed if prerequisites.OLD_TYPE in a]) == 2 * len(hosts)
+    assert len([a for a in claimed if prerequisites.OLD_TYPE in a]) == len(hosts)
+
+
+def test_every_step_keeps_its_urn_under_its_old_wrapper(dev: ProgramRun) -> None:
+    """Issue 16: each step's Command sat under a `containercloud:host:HostStep` component of the same name, itself
+    under the step's owner (a component, or the stack). The Command now sits under the owner and carries an
+    alias to that URN, so `pulumi up` adopts it instead of deleting it (running its undo on the host)."""
+    by_urn = dev.by_urn()
+    steps = host_steps(dev)
+    owners = set()
+    for cmd, _ in steps:
+        owner = by_urn.get(cmd.parent)
+        owners.add(owner.type if owner else "stack")
+        chain = owner.urn.split("::")[2].removeprefix("pulumi:pulumi:Stack$") + "$" if owner else ""
+        old = f"urn:pulumi:dev::container-cloud::{chain}{STEP}${COMMAND}::{cmd.name}"
+        assert old in cmd.aliases, (cmd.name, cmd.aliases)
+    assert {"stack", "containercloud:k8s:ControlPlane", "containercloud:k8s:WorkerNode",
+            "containercloud:net:HostFirewall"} <= owners
+    assert len(steps) == len({cmd.urn for cmd, _ in steps})
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +187,7 @@ def test_install_host_packages_uses_the_configured_repositories(sandbox: Path, t
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
 def test_prerequisite_scripts_pass_shellcheck(dev: ProgramRun, ha: ProgramRun, tmp_path: Path) -> None:
     for run in (dev, ha):
-        checks = [r for r in run.of_type(STEP) if r.name.endswith("-prerequisites")]
+        checks = [r for r, _ in host_steps(run) if r.name.endswith("-prerequisites")]
         assert checks
         for r in checks:
             path = tmp_path / f"{r.name}.sh"

@@ -1,4 +1,4 @@
-"""Host-level rules that judge what a host receives: the files of every `containercloud:host:HostStep`.
+"""Host-level rules that judge what a host receives: the files of every step (its `command:remote:Command`).
 
 The authority is the artifact: unit files are parsed into the daemon's flags, config files (kubelet,
 kube-scheduler, harbor.yml, containerd hosts.toml, docker daemon.json) are parsed as the daemon reads them,

@@ -245,7 +245,8 @@ def validate_default_drop(args: Any, report: Report) -> None:
 
 
 def validate_every_host_firewalled(args: Any, report: Report) -> None:
-    """Every host the stack configures (a step's host, policy/rules/artifacts/steps.py) or reaches over SSH has a HostFirewall."""
+    """Every host the stack configures (a step's host, policy/rules/artifacts/steps.py) or reaches over SSH has a
+    HostFirewall."""
     firewalls = [r for r in args.resources if r.resource_type == HOST_FIREWALL]
     names = {get(r.props, "host"): r for r in firewalls}
     addresses = {get(r.props, "address"): r for r in firewalls}

@@ -1,9 +1,9 @@
 """The list of policies of the container-cloud pack (built by policy/__main__.py).
 
-Every host-level rule reads what a host receives (HostStep files, parsed by policy/rules/artifacts/);
-Kubernetes objects and TLS resources are judged from their own inputs; the HostFirewall rules check the
-structured flows against the zone matrix. Every rule is mandatory except leaf-validity (a site may
-reasonably choose longer-lived leaves when it rotates by `pulumi up`; see pki.py).
+Every host-level rule reads what a host receives (each step's files, decoded from its Command by
+policy/rules/artifacts/); Kubernetes objects and TLS resources are judged from their own inputs; the
+HostFirewall rules check the structured flows against the zone matrix. Every rule is mandatory except
+leaf-validity (a site may reasonably choose longer-lived leaves when it rotates by `pulumi up`; see pki.py).
 """
 
 from __future__ import annotations

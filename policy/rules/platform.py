@@ -1,8 +1,8 @@
 """Issue 17 rules: team robot accounts pull only from their own project, directory logins only over TLS,
 Headlamp never exposed outside the API server.
 
-Both request rules read what reaches the host: a HostStep's `script` and `files`. A call's body is the
-`-d '<json>'` on its line, the file of `-d @<path>`, or — for a temporary body `-d @"$var"` — the file that
+Both request rules read what reaches the host: a step's `script` and `files` (its Command, decoded). A call's
+body is the `-d '<json>'` on its line, the file of `-d @<path>`, or — for a temporary body `-d @"$var"` — the file that
 `fill_passwords <path> "$var"` filled (components/templates/directory/passwords.sh.j2: a non-secret body with
 `"<secret:NAME>"` placeholders, each password its own secret file). A body that is secret, unknown at
 preview, missing or not JSON cannot be judged: the call is reported (fail closed).
@@ -90,7 +90,7 @@ def _body(line: str, fills: dict[str, str], files: dict[str, HostFile]) -> Body:
 
 
 def request_bodies(props: Any, call: Callable[[str], bool]) -> list[Body]:
-    """The body of every call in a HostStep's script that `call` picks, from the step's own files."""
+    """The body of every call in a step's script that `call` picks, from the step's own files."""
     script = get(props, "script") or ""
     if not isinstance(script, str):
         return []

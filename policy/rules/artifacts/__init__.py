@@ -1,4 +1,5 @@
-"""Parsers for what a host receives: the files and script of a `containercloud:host:HostStep`.
+"""Parsers for what a host receives: the files and script of a step, decoded from its `command:remote:Command`
+(`steps`).
 
 One small parser per format, used by the policy pack (policy/rules/host_artifacts.py, network.py) and
 importable by offline/ and the tests (`policy.rules.artifacts`): systemd unit files parsed into the daemon's

@@ -1,4 +1,5 @@
-"""The files of a HostStep's props, as the analyzer receives them (secrets unwrapped, unknowns as None)."""
+"""The files of a step (policy/rules/artifacts/steps.py decodes them from its Command), as the analyzer receives
+them (secrets unwrapped, unknowns as None)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _field(entry: Any, key: str) -> Any:
 
 
 def host_files(props: Any) -> list[HostFile]:
-    """Every file a HostStep places, with its content when known."""
+    """Every file a step places (`step_props`), with its content when known."""
     try:
         host = _plain(props["host"]) if "host" in props else ""
         files = _plain(props["files"]) if "files" in props else []

@@ -2,11 +2,12 @@
 
 `create` is a POSIX wrapper that writes the step script (a `CC_STEP_EOF` heredoc) and runs it with bash. The
 step script names the step and its host in its second line (`# container-cloud step <step> on host <host>
-(<digest>)`), writes each non-secret file with `put_file PATH MODE <<'CC_FILE_…'` heredocs, reads the secret
-files from stdin (`path mode base64` lines) and runs its body between `# --- step body ---` and
+(<digest>)`), writes each file known at rendering with `put_file PATH MODE <<'CC_FILE_…'` heredocs, each file
+that arrives on stdin (`path base64` lines: the secret ones and those made from outputs) with `stdin_file PATH MODE
+KIND`, and runs its body between `# --- step body ---` and
 `# --- end of step body ---`. `delete` wraps the undo script the same way. A Command that is not a step (a
-removal record, an upload, a deployer-side command) decodes to None, and so does one whose `create` is
-unknown at preview.
+removal record, an upload, a deployer-side command) decodes to None. `create` holds no output of another
+resource, so a step decodes at preview too; only the content of its stdin files is then unknown (None).
 
 `step_props` returns what the rules read: `{"host", "step", "script", "deleteScript", "files": [{"path",
 "mode", "secret", "content"}]}`, a file's content as the host receives it (a heredoc ends with a newline).
@@ -29,6 +30,7 @@ _STEP_SCRIPT = re.compile(r"<<'CC_STEP_EOF'\n(.*?)\nCC_STEP_EOF\n", re.DOTALL)
 _HEADER = re.compile(r"^# container-cloud (?:step|undo of step) (\S+) on host (\S+) \(([0-9a-f]+)\)$", re.MULTILINE)
 _FILE = re.compile(r"^put_file ('[^']*'|\S+) ([0-7]{3,4}) <<'(CC_FILE_[0-9a-f]{16})'\n(.*?)^\3$",
                    re.MULTILINE | re.DOTALL)
+_STDIN_FILE = re.compile(r"^stdin_file ('[^']*'|\S+) ([0-7]{3,4}) (secret|output)$", re.MULTILINE)
 _BODY = re.compile(r"^# --- step body ---\n(.*?)^# --- end of step body ---$", re.MULTILINE | re.DOTALL)
 _UNDO = re.compile(r"^# --- undo body ---\n(.*?)^# --- end of undo body ---$", re.MULTILINE | re.DOTALL)
 
@@ -65,18 +67,23 @@ def plain_files(script: str) -> list[dict[str, Any]]:
     return out
 
 
-def secret_files(stdin: Optional[str]) -> list[dict[str, Any]]:
-    """The secret files of a step's stdin (`path mode base64` lines); content None when not decodable."""
-    out: list[dict[str, Any]] = []
+def stdin_files(script: str, stdin: Optional[str]) -> list[dict[str, Any]]:
+    """The files a step script writes from its stdin (`stdin_file PATH MODE KIND`: KIND secret or output), with the
+    content of each from the stdin's `path base64` lines; None when unknown (at preview) or not there."""
+    sent: dict[str, Optional[str]] = {}
     for line in (stdin or "").splitlines():
         parts = line.split(" ")
-        if len(parts) != 3:
+        if len(parts) != 2:
             continue
         try:
-            content: Optional[str] = base64.b64decode(parts[2], validate=True).decode()
+            sent[parts[0]] = base64.b64decode(parts[1], validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            content = None
-        out.append({"path": parts[0], "mode": parts[1], "secret": True, "content": content})
+            sent[parts[0]] = None
+    out = []
+    for found in _STDIN_FILE.finditer(script):
+        (path,) = shlex.split(found.group(1))
+        out.append({"path": path, "mode": found.group(2), "secret": found.group(3) == "secret",
+                    "content": sent.get(path)})
     return out
 
 
@@ -97,7 +104,7 @@ def decode(name: str, create: str, delete: Optional[str], stdin: Optional[str]) 
         "deleteScript": undo.group(1) if undo else "",
         "stepScript": script,
         "undoScript": undo_script or "",
-        "files": plain_files(script) + secret_files(stdin),
+        "files": plain_files(script) + stdin_files(script, stdin),
     }
 
 
