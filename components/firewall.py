@@ -1,15 +1,19 @@
 """HostFirewall: one nftables ruleset per host, derived from the port catalogue and the inventory.
 
-Two files, two steps, so that growing the cluster does not reload any ruleset:
-  * the ruleset (`<host>-firewall`, FIREWALL_PATH): the table, its chains and its rules. Every rule takes its
-    sources from a named set (`ip saddr @src3_v4`): the file names no address and changes only when the
-    catalogue, the host's roles or the port settings change;
-  * the members (`<host>-firewall-members`, MEMBERS_PATH): the sets (`type ipv4_addr; flags interval`) and
-    their elements, `flush set` + `add element` in one `nft -f` transaction. Loading it swaps the
-    elements atomically and leaves the table, the chains and conntrack untouched (no connection drops);
-    adding a worker re-runs only this step on the hosts that admit it.
+Two files, one step (`<host>-firewall`), so that growing the cluster does not reload any ruleset:
+  * the ruleset (RULESET_PATH): the table, its chains and its rules. Every rule takes its sources from a
+    named set (`ip saddr @src3_v4`): the file names no address and changes only when the catalogue, the
+    host's roles or the port settings change;
+  * the members (MEMBERS_PATH): the sets (`type ipv4_addr; flags interval`) and their elements, `flush set` +
+    `add element` in one `nft -f` transaction. Loading it swaps the elements atomically and leaves the table,
+    the chains and conntrack untouched (no connection drops).
 The ruleset `include`s the members file, so a reload of the ruleset (and the boot unit) loads both in
-one transaction. The members step runs first: the ruleset's `nft -c` needs the file.
+one transaction. The step loads the ruleset when it changed (or the table is missing), and otherwise only the
+members file when that changed: a change of membership re-runs this one step on the hosts that admit the
+new address, and reloads no ruleset. (Until issue 16 the members had a step of their own,
+`<host>-firewall-members`: one more resource per host for the same effect. The step removes that step's
+marker, so its delete, which a `pulumi up` runs once it is gone from the program, finds no marker and
+leaves the members file in place.)
 
 The ruleset is a dedicated table `inet containercloud` with an input chain (policy drop;
 established/related, loopback and ICMP errors accepted; SSH only from the deployer or the bastion;
@@ -38,13 +42,15 @@ from typing import Any, Optional
 import pulumi
 
 from components.config import Host, Settings
-from components.host_step import HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
+from components.host_step import MARKER_DIR, HostFile, HostStep, HostStepArgs, host_connection, needs_sudo
 from components.templating import render
 from policy.rules.ports import DOCS, FLOWS, Flow, destination_applies, resolve_port
 
 TYPE = "containercloud:net:HostFirewall"
 RULESET_PATH = "/etc/containercloud/firewall.nft"
 MEMBERS_PATH = "/etc/containercloud/firewall-members.nft"
+# the marker of `<host>-firewall-members`, the members' own step before issue 16 (components/host_step.py MARKER_DIR)
+OLD_MEMBERS_MARKER = MARKER_DIR + "/{}-firewall-members"
 TABLE = "inet containercloud"
 FAMILIES = (("ip", "ipv4_addr", "v4"), ("ip6", "ipv6_addr", "v6"))
 UNIT = "containercloud-firewall.service"
@@ -286,52 +292,39 @@ def firewall_props(p: FirewallPlan, ruleset: str, members: str) -> dict[str, Any
 class HostFirewallArgs:
     plan: FirewallPlan
     step: HostStepArgs
-    members: HostStepArgs
 
     @staticmethod
     def from_settings(s: Settings, host: Host, ssh_private_key: pulumi.Input[str]) -> HostFirewallArgs:
         p = plan(s, host)
-        ruleset = render_ruleset(p)
         names = {"host": host.name, "ruleset_path": RULESET_PATH, "unit": UNIT, "unit_path": UNIT_PATH,
-                 "members_path": MEMBERS_PATH, "table": TABLE}
-        connection = host_connection(s, host, ssh_private_key)
-        members = HostStepArgs(
-            host=host.name,
-            connection=connection,
-            script=render("firewall/members.sh.j2", **names),
-            delete_script=render("firewall/members_delete.sh.j2", **names),
-            files=[HostFile(MEMBERS_PATH, render_members(p), "0600")],
-            use_sudo=needs_sudo(s, host),
-        )
+                 "members_path": MEMBERS_PATH, "table": TABLE,
+                 "old_members_marker": OLD_MEMBERS_MARKER.format(host.name)}
         step = HostStepArgs(
             host=host.name,
-            connection=connection,
+            connection=host_connection(s, host, ssh_private_key),
             script=render("firewall/apply.sh.j2", **names),
             delete_script=render("firewall/delete.sh.j2", **names),
             files=[
-                HostFile(RULESET_PATH, ruleset, "0600"),
+                HostFile(MEMBERS_PATH, render_members(p), "0600"),
+                HostFile(RULESET_PATH, render_ruleset(p), "0600"),
                 HostFile(UNIT_PATH, render("firewall/unit.service.j2", ruleset_path=RULESET_PATH)),
             ],
             use_sudo=needs_sudo(s, host),
         )
-        return HostFirewallArgs(plan=p, step=step, members=members)
+        return HostFirewallArgs(plan=p, step=step)
 
 
 class HostFirewall(pulumi.ComponentResource):
     """`containercloud:net:HostFirewall`: the nftables input policy of one host."""
 
     step: HostStep
-    members: HostStep
 
     def __init__(self, name: str, args: HostFirewallArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        ruleset = next(f.content for f in args.step.files if f.path == RULESET_PATH)
-        members = next(f.content for f in args.members.files if f.path == MEMBERS_PATH)
-        props = firewall_props(args.plan, ruleset, members)
+        files = {f.path: f.content for f in args.step.files}
+        props = firewall_props(args.plan, files[RULESET_PATH], files[MEMBERS_PATH])
         super().__init__(TYPE, name, props, opts)
         self.host = args.plan.host.name
         self.ruleset = props["ruleset"]
-        self.members = HostStep(f"{name}-members", args.members, pulumi.ResourceOptions(parent=self))
-        self.step = HostStep(name, args.step,
-                             pulumi.ResourceOptions(parent=self, depends_on=[self.members.command]))
+        self.step = HostStep(name, args.step, pulumi.ResourceOptions(parent=self))
         # The stack policy (every host firewalled) reads outputs: who is covered, and how.
         self.register_outputs({k: props[k] for k in ("host", "zone", "address", "roles", "defaultPolicy")})

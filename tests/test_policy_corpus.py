@@ -125,13 +125,13 @@ def ruleset_edit(stack_name: str, host: str, change: Callable[[str], str]) -> Ed
 
 
 def members_edit(stack_name: str, host: str, *changes: Callable[[str], str]) -> Edit:
-    """An edit of a host's firewall members (the sets' contents): the members step's file and the HostFirewall's
-    `members` and loaded `ruleset` props, which hold the same text."""
+    """An edit of a host's firewall members (the sets' contents): the firewall step's members file and the
+    HostFirewall's `members` and loaded `ruleset` props, which hold the same text."""
     def change(text: str) -> str:
         for c in changes:
             text = c(text)
         return text
-    step = file_edit(stack_name, f"{host}-firewall-members", MEMBERS, change)
+    step = file_edit(stack_name, f"{host}-firewall", MEMBERS, change)
 
     def build(runs: Runs) -> list[Registration]:
         firewall = copy.deepcopy(_find(runs[stack_name], FW, f"{host}-firewall"))
@@ -424,7 +424,7 @@ CORPUS: list[Variant] = [
       "host-firewall-ruleset", "etcd client port 2379 accepts 198.51.100.0/24",
       {"etcd-ports-members-only"}),
     V("members-any-source",
-      file_edit("dev", "worker-1-firewall-members", MEMBERS,
+      file_edit("dev", "worker-1-firewall", MEMBERS,
                 sub(r"(add element inet containercloud src\w+) \{ [^}]* \}", r"\1 { 0.0.0.0/0 }")),
       "host-firewall-ruleset", "holds 0.0.0.0/0"),
     # node networks: a network in a VXLAN set stands for the nodes only if it is declared and holds only nodes
