@@ -79,7 +79,7 @@ def test_every_host_checks_first_and_everything_else_waits_for_the_checks(dev: P
                 assert check_of[host] in r.dependencies and gate.urn not in r.dependencies, r.name
             else:
                 assert gate.urn in r.dependencies, f"{r.name} does not wait for the prerequisites"
-        assert on_workers >= 4 * len(workers)  # firewall members, firewall, runtime, kubelet
+        assert on_workers >= 3 * len(workers)  # firewall, runtime, kubelet
         for urn in check_of.values():  # the checks wait for nothing on the hosts
             assert not [d for d in run.by_urn()[urn].dependencies if d.startswith("urn:") and "command:remote" in d]
 
