@@ -207,7 +207,8 @@ if [[ -n ${REALM:-} ]]; then
     --resolve "$HOST:443:127.0.0.1" -K "$TMP/bearer" -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
     --data-binary @"$TMP/retag.json" "https://$HOST/v2/$REPO/manifests/anonymous"
 fi
-kill %1
+kill $(jobs -p) 2>/dev/null || true  # the registry, and the token realm when there is one
+wait 2>/dev/null || true
 """
 
 
