@@ -153,7 +153,6 @@ class HostStep:
         self.host = args.host  # the inventory name
         owner = opts.parent if opts else None
         rendered = render_step(name, args)
-        self.digest = rendered["digest"]
         aliases = [*(opts.aliases or [] if opts else []), pulumi.Alias(parent=old_step_urn(name, owner))]
         building = _BUILDING_FOR.set(args.host)
         try:

@@ -21,7 +21,7 @@ class HostFile:
     content: Optional[str]  # None when unknown at preview
 
 
-def _plain(value: Any) -> Any:
+def unwrapped(value: Any) -> Any:
     """A value with a Pulumi secret wrapper removed (the SDK usually unwraps them already)."""
     try:
         if isinstance(value, Mapping) and SECRET_SIG in value:
@@ -33,7 +33,7 @@ def _plain(value: Any) -> Any:
 
 def _field(entry: Any, key: str) -> Any:
     try:
-        return _plain(entry[key]) if key in entry else None
+        return unwrapped(entry[key]) if key in entry else None
     except UnknownValueError:
         return None
 
@@ -41,8 +41,8 @@ def _field(entry: Any, key: str) -> Any:
 def host_files(props: Any) -> list[HostFile]:
     """Every file a step places (`step_props`), with its content when known."""
     try:
-        host = _plain(props["host"]) if "host" in props else ""
-        files = _plain(props["files"]) if "files" in props else []
+        host = unwrapped(props["host"]) if "host" in props else ""
+        files = unwrapped(props["files"]) if "files" in props else []
     except UnknownValueError:
         return []
     if not isinstance(files, Sequence) or isinstance(files, str):
@@ -50,7 +50,7 @@ def host_files(props: Any) -> list[HostFile]:
     out = []
     for i in range(len(files)):
         try:
-            entry = _plain(files[i])
+            entry = unwrapped(files[i])
         except UnknownValueError:
             continue
         if not isinstance(entry, Mapping):

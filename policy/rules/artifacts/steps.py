@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from pulumi_policy.proxy import UnknownValueError
 
-from .files import SECRET_SIG
+from .files import unwrapped
 
 REMOTE_COMMAND = "command:remote:Command"
 _STEP_SCRIPT = re.compile(r"<<'CC_STEP_EOF'\n(.*?)\nCC_STEP_EOF\n", re.DOTALL)
@@ -35,18 +35,9 @@ _BODY = re.compile(r"^# --- step body ---\n(.*?)^# --- end of step body ---$", r
 _UNDO = re.compile(r"^# --- undo body ---\n(.*?)^# --- end of undo body ---$", re.MULTILINE | re.DOTALL)
 
 
-def _plain(value: Any) -> Any:
-    try:
-        if isinstance(value, dict) and SECRET_SIG in value:
-            return value.get("value")
-    except UnknownValueError:
-        return None
-    return value
-
-
 def _text(props: Any, key: str) -> Optional[str]:
     try:
-        value = _plain(props[key]) if key in props else None
+        value = unwrapped(props[key]) if key in props else None
     except UnknownValueError:
         return None
     return value if isinstance(value, str) else None
