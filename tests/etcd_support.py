@@ -18,10 +18,19 @@ HAVE_ETCD = bool(shutil.which("etcd") and shutil.which("etcdctl"))
 ENV = {**os.environ, "ETCDCTL_API": "3"}
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free local port not handed out before in this process: the kernel may offer a port it just released
+    again, and two members of one test cluster then clash on it."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def write_pki(files: dict[str, str], pki: Path) -> None:
